@@ -1,0 +1,48 @@
+"""Shared absl plumbing: the --config flag, --help text, config validation and clean errors."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+from types import ModuleType
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from w4s_jax.configlib import ConfigError, describe_fields, load_config_file
+
+CONFIGS_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
+
+
+def run_subcommand(name: str, module: ModuleType, argv: list[str]) -> None:
+    """Define --config for `module`, parse `argv` and call `module.main(config)`.
+
+    A `ConfigError` (bad field value, impossible combination, missing file) exits with status 2 and a
+    message naming the field; anything else is a bug and keeps its traceback.
+    """
+    default = CONFIGS_DIR / module.DEFAULT_CONFIG
+    config_flag = config_flags.DEFINE_config_file(
+        "config", str(default), f"ml_collections config file (default: configs/{module.DEFAULT_CONFIG})."
+    )
+    if "--help" in argv or "-h" in argv or "--helpfull" in argv:
+        print(f"w4s-jax {name}: {module.DOC}\n")
+        print(f"  --config=FILE        config file (default: configs/{module.DEFAULT_CONFIG})")
+        print("  --config.FIELD=VALUE override one field; the fields of the default config:\n")
+        try:
+            print(describe_fields(load_config_file(default)))
+        except Exception as error:
+            print(f"  (could not load {default}: {error})")
+        sys.exit(0)
+
+    def _main(_argv: list[str]) -> None:
+        try:
+            module.main(config_flag.value)
+        except ConfigError as error:
+            print(f"w4s-jax {name}: configuration error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    try:
+        app.run(_main, argv=argv)
+    finally:
+        flags.FLAGS.unparse_flags()
+
