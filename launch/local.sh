@@ -8,21 +8,18 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=launch/common.sh
+source launch/common.sh
 VENV="${W4S_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
-DRY_RUN=0
 if [[ "${1:-}" == "--dry-run" ]]; then DRY_RUN=1; shift; fi
 JOB="${1:-demo}"
 shift || true
 
-run() {
-  if [[ "$DRY_RUN" == 1 ]]; then printf '%q ' "$@"; printf '\n'; else "$@"; fi
-}
-
 # Installs are keyed by a stamp of setup.py + the extras wanted, so a second call installs nothing.
 setup_venv() {
   local extras="$1" stamp
-  stamp="$VENV/.w4s-stamp-$(cat setup.py | sha256sum | cut -c1-16)-${extras:-base}"
+  stamp="$VENV/.w4s-stamp-$(sha256sum <setup.py | cut -c1-16)-${extras:-base}"
   [[ -f "$stamp" ]] && return 0
   [[ -x "$VENV/bin/python" ]] || run "$PYTHON" -m venv "$VENV"
   run "$VENV/bin/python" -m pip install -q --upgrade pip

@@ -32,3 +32,43 @@ def smollm2_gguf_path() -> pathlib.Path:
     from w4s_jax.models.weights import smollm2_gguf_path
 
     return smollm2_gguf_path()
+
+
+def write_rlao_trajectories(path: pathlib.Path, tasks: int = 8, history_turns: int = 2) -> pathlib.Path:
+    """Synthetic W4S trajectories (schema w4s-trajectory/1): per task a high-reward reply (1.0, a
+    voting workflow) and a low-reward one (0.0, a guessing workflow), after `history_turns` earlier
+    action/feedback pairs."""
+    import json
+
+    lines = []
+    for task in range(tasks):
+        messages = [
+            {"role": "system", "content": "You write workflows."},
+            {"role": "user", "content": f"Task {task}: improve the solver."},
+        ]
+        for turn in range(history_turns):
+            messages += [
+                {"role": "assistant", "content": f"Earlier workflow {turn} for task {task}."},
+                {"role": "user", "content": f"Validation score {0.1 * turn:.1f}; try again."},
+            ]
+        for candidate, (answer, reward) in enumerate((("vote", 1.0), ("guess", 0.0))):
+            reply = f"Plan: {answer}.\n```python\ndef solver(agent, task):\n    return {{'answer': '{answer}'}}\n```"
+            lines.append({
+                "schema": "w4s-trajectory/1", "run": "synthetic", "task": "gsm8k", "episode": 0,
+                "turn": history_turns, "candidate": candidate, "messages": messages, "reply": reply,
+                "reward": reward, "val_score": reward, "valid_action": True, "selected": candidate == 0,
+            })
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def rlao_trajectories(tmp_path_factory) -> pathlib.Path:
+    """A small synthetic trajectory file for the RLAO trainer tests (see write_rlao_trajectories)."""
+    return write_rlao_trajectories(tmp_path_factory.mktemp("rlao") / "trajectories.jsonl")
+
+
+@pytest.fixture(scope="session")
+def rlao_trajectory_writer():
+    """`write_rlao_trajectories(path, tasks=8, history_turns=2)` for tests that need other shapes."""
+    return write_rlao_trajectories

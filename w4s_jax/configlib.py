@@ -71,8 +71,13 @@ def executor_section() -> ml_collections.ConfigDict:
         model=("gpt-4o-mini", "executor model name sent to the endpoint"),
         api_key_env=("OPENAI_API_KEY", "environment variable holding the executor's API key"),
         max_concurrency=(64, "in-flight calls per endpoint"),
+        global_max_concurrency=(0, "in-flight calls over all endpoints; 0 = max_concurrency x number of endpoints"),
         timeout_s=(60.0, "per-call timeout in seconds"),
         max_retries=(6, "retries on 429, 5xx, timeouts and dropped connections"),
+        backoff_base_s=(0.5, "first retry delay in seconds (doubles each retry, with jitter); Retry-After wins"),
+        backoff_max_s=(30.0, "longest retry delay in seconds when the endpoint sends no Retry-After"),
+        native_n=(True, "request n responses in one call; False = n single calls (auto-off if fewer come back)"),
+        transport=("openai", "HTTP layer: openai (the official SDK) or aiohttp (direct, about 6x less CPU per call)"),
         max_tokens=(2048, "max completion tokens per executor call"),
         cache_path=("", "SQLite cache of executor calls; '' = <output_dir>/executor_cache.sqlite"),
         budget_usd=(5.0, "hard budget in dollars; calls that would exceed it are refused"),
@@ -82,7 +87,8 @@ def executor_section() -> ml_collections.ConfigDict:
                     "gpt-4o-mini": {"input": 0.15, "output": 0.60},
                     "gpt-4o": {"input": 2.50, "output": 10.00},
                     "gpt-3.5-turbo": {"input": 0.50, "output": 1.50},
-                }
+                },
+                allow_dotted_keys=True,  # model names such as gpt-3.5-turbo contain dots
             ),
             "map: model -> {input, output} dollars per million tokens",
         ),
@@ -101,6 +107,8 @@ def sandbox_section() -> ml_collections.ConfigDict:
         max_output_bytes=(1_000_000, "largest answer or captured stdout per sample, bytes"),
         execute_code_timeout_s=(10.0, "wall-clock limit for one execute_code() call, seconds"),
         workers=(16, "sandbox worker processes per workflow (samples run concurrently)"),
+        max_threads=(32, "threads (tasks) per worker, enforced by RLIMIT_NPROC under the worker's own uid"),
+        workdir_mb=(64, "size cap of a worker's private working directory (a tmpfs in its mount namespace), MiB"),
     )
 
 
@@ -116,8 +124,12 @@ def task_section() -> ml_collections.ConfigDict:
 
 
 def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """Loads `get_config()` from a config file, with a clear error naming the file."""
-    path = pathlib.Path(path)
+    """Loads `get_config()` from a config file, with a clear error naming the file.
+
+    `FILE.py:ARG` calls `get_config(ARG)`, as `--config=FILE.py:ARG` does on the command line.
+    """
+    path, separator, arg = str(path).partition(".py:")
+    path = pathlib.Path(path + ".py" if separator else path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     spec = importlib.util.spec_from_file_location(f"w4s_config_{path.stem}", path)
@@ -125,7 +137,7 @@ def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path}: defines no get_config()")
-    return module.get_config()
+    return module.get_config(arg) if separator else module.get_config()
 
 
 def iter_leaves(config: ml_collections.ConfigDict, prefix: str = "") -> Iterator[tuple[str, object]]:
@@ -146,3 +158,212 @@ def describe_fields(config: ml_collections.ConfigDict) -> str:
         shown = repr(value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value)
         lines.append(f"  --config.{path}={shown}\n      {doc}")
     return "\n".join(lines)
+
+
+def meta_agent_section() -> ml_collections.ConfigDict:
+    return section(
+        "meta_agent",
+        kind=("openai", "where the meta-agent runs: 'jax' (in-process sampler over model.preset/path) or 'openai' (an endpoint)"),
+        base_url=("http://127.0.0.1:8000/v1", "OpenAI-compatible endpoint of the meta-agent (kind='openai'), e.g. `w4s-jax serve`"),
+        model=("meta-agent", "model name sent to the meta-agent endpoint (kind='openai')"),
+        api_key_env=("", "environment variable holding the meta-agent endpoint's API key; '' = none"),
+        timeout_s=(600.0, "per-request timeout for the meta-agent endpoint, seconds"),
+        max_concurrency=(16, "in-flight requests to the meta-agent endpoint"),
+    )
+
+
+def w4s_section() -> ml_collections.ConfigDict:
+    return section(
+        "w4s",
+        tasks=("", "comma-separated benchmarks to optimize ('' = task.name)"),
+        seeds=("0", "comma-separated rollout seeds; one rollout per task x seed"),
+        candidates_per_turn=(5, "m: candidate workflows sampled per turn (the best stays in the conversation)"),
+        turns_per_episode=(3, "turns in one episode's growing conversation before it restarts from the archive"),
+        max_iterations=(6, "turns per rollout over all its episodes (the paper: 30)"),
+        max_repairs=(3, "meta-agent repairs of a workflow that fails on the check sample"),
+        check_samples=(1, "validation samples a new workflow is checked on before the full validation run"),
+        reward=("discrete", "reward rule: 'discrete' (1 / 0.5 / 0, low-score penalty) or 'continuous' (relative gain over the best)"),
+        invalid_reward=(-0.2, "reward of a reply without a python block defining solver"),
+        low_score_threshold=(0.3, "validation scores below this get the low-score penalty"),
+        low_score_penalty=(0.1, "subtracted from the reward when the score is below low_score_threshold"),
+        feedback_cases=(10, "validation cases shown in the feedback on a workflow"),
+        archive_in_prompt=(5, "best archive workflows shown when an episode starts"),
+        seed_workflows=("", "comma-separated built-in workflows that seed the archive ('' = the task type's defaults)"),
+        max_concurrent_evaluations=(4, "workflow evaluations (sandbox + executor) running at once over all rollouts"),
+        lockstep_generation=(True, "batch generation only when every live rollout waits for it (deterministic batches; needed on several hosts)"),
+        batch_window_s=(0.05, "when not in lockstep: how long to gather generation requests before a batch goes out"),
+        test_eval=(True, "score the final workflow (chosen on validation) once on the test split, reported apart"),
+        progress=(True, "live progress bars per rollout (turn, best validation score, cost, ETA)"),
+    )
+
+
+def output_fields(output_dir: str) -> ml_collections.ConfigDict:
+    """The top-level field every runnable config has (merge it with `config.update(...)`)."""
+    return section("", output_dir=(output_dir, "directory for this run's outputs: logs, JSON reports, checkpoints"))
+
+
+def bench_fields() -> ml_collections.ConfigDict:
+    """Top-level fields of `w4s-jax bench` (merge with `config.update(...)`)."""
+    return section(
+        "",
+        benchmarks=("all", "comma-separated names of benchmarks/bench_<name>.py modules to run, or 'all'"),
+        quick=(False, "small shapes and few repeats (CI smoke run) instead of the full measurement"),
+        benchmarks_dir=("", "directory holding the bench_*.py modules; '' = the checkout's benchmarks/"),
+        timeout_s=(1800.0, "wall-clock limit per benchmark, seconds; one over it is reported as failed"),
+    )
+
+
+# Model sizes a meta-agent is scaled over: the preset and the rematerialisation that fits training.
+MODEL_SIZES: dict[str, dict[str, str]] = {
+    "135m": {"preset": "smollm2_135m", "remat": "none"},
+    "0.5b": {"preset": "qwen2p5_0p5b", "remat": "none"},
+    "1.5b": {"preset": "qwen2p5_1p5b", "remat": "dots_with_no_batch_dims_saveable"},
+    "7b": {"preset": "qwen2p5_coder_7b", "remat": "full"},
+    "14b": {"preset": "qwen2p5_14b", "remat": "full"},
+    "32b": {"preset": "qwen2p5_32b", "remat": "full"},
+}
+
+# Machines: the mesh (data, fsdp, tensor; -1 = the rest), the dtypes, and per model size the global
+# micro-batch (sequences of ~4.6k tokens per gradient micro-step, a multiple of data x fsdp) that fits
+# memory with the size's remat policy. A size missing from `micro_batch` does not fit that machine.
+HARDWARE_PRESETS: dict[str, dict] = {
+    "cpu": {
+        "doc": "one CPU host: tests, the offline demo, debugging",
+        "devices": 0, "data": -1, "fsdp": 1, "tensor": 1, "dtype": "float32", "param_dtype": "float32",
+        "micro_batch": {"135m": 2, "0.5b": 1},
+    },
+    "gpu-1": {
+        "doc": "one 80 GB GPU (H100/A100)",
+        "devices": 1, "data": 1, "fsdp": 1, "tensor": 1, "dtype": "bfloat16", "param_dtype": "float32",
+        "micro_batch": {"135m": 16, "0.5b": 8, "1.5b": 4},
+    },
+    "v5p-8": {
+        "doc": "TPU v5p-8 slice: 4 chips x 95 GiB HBM, one host",
+        "devices": 4, "data": 1, "fsdp": 4, "tensor": 1, "dtype": "bfloat16", "param_dtype": "float32",
+        "micro_batch": {"135m": 64, "0.5b": 32, "1.5b": 16, "7b": 8, "14b": 4},
+    },
+    "v5e-16": {
+        "doc": "TPU v5e-16 slice: 16 chips x 16 GiB HBM, 4 hosts",
+        "devices": 16, "data": 1, "fsdp": 16, "tensor": 1, "dtype": "bfloat16", "param_dtype": "float32",
+        "micro_batch": {"135m": 64, "0.5b": 32, "1.5b": 16, "7b": 16},
+    },
+    "v5p-64": {
+        "doc": "TPU v5p-64 slice: 32 chips x 95 GiB HBM, 8 hosts",
+        "devices": 32, "data": 2, "fsdp": 16, "tensor": 1, "dtype": "bfloat16", "param_dtype": "float32",
+        "micro_batch": {"0.5b": 128, "1.5b": 64, "7b": 32, "14b": 32, "32b": 32},
+    },
+    "h100-2x8": {
+        "doc": "2 nodes x 8 H100 80 GB (SLURM): fsdp inside a node over NVLink, data across nodes",
+        "devices": 16, "data": 2, "fsdp": 8, "tensor": 1, "dtype": "bfloat16", "param_dtype": "float32",
+        "micro_batch": {"0.5b": 64, "1.5b": 32, "7b": 16, "14b": 16, "32b": 16},
+    },
+}
+
+
+def apply_hardware_preset(
+    config: ml_collections.ConfigDict, hardware: str, size: str = "", micro_batch_field: str = ""
+) -> ml_collections.ConfigDict:
+    """Sets mesh and dtypes for `hardware` and, given a `size`, the model preset, remat and micro-batch.
+
+    `micro_batch_field` is the dotted path of the trainer's micro-batch field (set only when given and
+    present in `config`). Unknown names and sizes that do not fit the machine raise `ConfigError`.
+    """
+    if hardware not in HARDWARE_PRESETS:
+        raise ConfigError(f"hardware preset {hardware!r} is unknown; fix: use one of {sorted(HARDWARE_PRESETS)}")
+    machine = HARDWARE_PRESETS[hardware]
+    for axis in ("data", "fsdp", "tensor"):
+        config.mesh[axis] = machine[axis]
+    config.model.dtype = machine["dtype"]
+    config.model.param_dtype = machine["param_dtype"]
+    if not size:
+        return config
+    if size not in MODEL_SIZES:
+        raise ConfigError(f"model size {size!r} is unknown; fix: use one of {sorted(MODEL_SIZES)}")
+    if size not in machine["micro_batch"]:
+        raise ConfigError(f"model size {size!r} does not fit {hardware}; fix: use one of {sorted(machine['micro_batch'])}")
+    config.model.preset = MODEL_SIZES[size]["preset"]
+    config.model.remat = MODEL_SIZES[size]["remat"]
+    *parents, name = micro_batch_field.split(".") if micro_batch_field else [""]
+    target = config
+    for part in parents:
+        target = target.get(part, ml_collections.ConfigDict())
+    if name and name in target:
+        target[name] = machine["micro_batch"][size]
+    return config
+
+
+def train_section() -> ml_collections.ConfigDict:
+    """RLAO trainer: data, batch shape and loop (w4s_jax/rlao)."""
+    return section(
+        "train",
+        data=("", "trajectory files (schema w4s-trajectory/1), comma-separated; a directory means its trajectories.jsonl"),
+        seq_len=(4096, "packed sequence length in tokens; longer conversations lose early history first"),
+        micro_batch=(8, "packed rows per gradient micro-step over all hosts (a multiple of data x fsdp)"),
+        grad_accum_steps=(1, "micro-steps summed per optimizer step (global batch = micro_batch x grad_accum_steps)"),
+        steps=(0, "optimizer steps; 0 = derived from `epochs` and the dataset's token count"),
+        epochs=(2.0, "passes over the examples when steps = 0"),
+        seed=(0, "seed of the data order and of LoRA initialisation"),
+        logits_chunk=(512, "sequence positions per logits chunk in the loss (never the full [B, T, V] logits)"),
+        packing_bins=(0, "first-fit packing bins (more = less padding); 0 = rows per host per step"),
+        tokenizer=("", "chat tokenizer: '' = from model.path, 'bytes' = byte-level (the tiny preset), or a path"),
+        progress=(True, "tqdm progress bar on the console"),
+        export_dir=("", "after training, write the meta-agent as Hugging Face safetensors here ('' = no export)"),
+    )
+
+
+def rlao_section() -> ml_collections.ConfigDict:
+    """RLAO example weights w = exp(reward / tau) (DESIGN section 1)."""
+    return section(
+        "rlao",
+        tau=(0.4, "temperature of the reward weights w = exp(r / tau)"),
+        weight_mode=("raw", "raw, clip (at max_weight) or normalize (mean weight 1 over the dataset)"),
+        max_weight=(0.0, "largest weight with weight_mode=clip"),
+    )
+
+
+def optimizer_section() -> ml_collections.ConfigDict:
+    return section(
+        "optimizer",
+        learning_rate=(1e-5, "peak learning rate (AdamW)"),
+        warmup_steps=(10, "linear warmup steps from 0 to the peak"),
+        end_lr_ratio=(0.1, "cosine decay ends at learning_rate x this"),
+        b1=(0.9, "AdamW beta1"),
+        b2=(0.95, "AdamW beta2"),
+        eps=(1e-8, "AdamW epsilon"),
+        weight_decay=(0.0, "decoupled weight decay on matrices"),
+        clip_norm=(1.0, "global gradient-norm clipping (0 = off)"),
+    )
+
+
+def lora_section() -> ml_collections.ConfigDict:
+    return section(
+        "lora",
+        enabled=(False, "train LoRA adapters instead of all parameters (the base stays frozen)"),
+        rank=(16, "adapter rank r"),
+        alpha=(32.0, "adapter scale numerator: W + (alpha / r) A @ B"),
+        targets=("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "comma-separated kernels that get adapters"),
+    )
+
+
+def checkpoint_section() -> ml_collections.ConfigDict:
+    return section(
+        "checkpoint",
+        dir=("", "orbax checkpoint directory; '' = <output_dir>/checkpoints"),
+        every_steps=(50, "save every N optimizer steps (and always at the end and on SIGTERM)"),
+        keep=(3, "checkpoints kept"),
+        async_save=(True, "write checkpoints in the background while training goes on"),
+        resume=(True, "continue from the latest checkpoint in dir when there is one"),
+    )
+
+
+def aot_fields() -> ml_collections.ConfigDict:
+    """Top-level fields of `w4s-jax aot` (merge with `config.update(...)`)."""
+    return section(
+        "",
+        topology=("v5p-8", "TPU slice to compile for: v5p-N, v5e-N (v5litepod-N), v4-N, v6e-N"),
+        seq_len=(8192, "packed sequence length of the compiled step"),
+        micro_batch=(0, "rows per micro-step per data-parallel group; 0 = the largest that fits HBM"),
+        grad_accum_steps=(1, "micro-steps per optimizer step in the compiled step"),
+        mesh=("auto", "'auto' (the best mesh that fits) or 'data,fsdp,tensor' sizes"),
+        output=("aot.json", "JSON report path"),
+    )

@@ -1,0 +1,100 @@
+"""Forward throughput (tokens/s) of our jitted decoder vs transformers' PyTorch model, same run.
+
+Both run SmolLM2-135M-Instruct in float32 on the same weights (ours from the shipped GGUF,
+exported with `export_hf` and loaded by transformers) and the same token batch; the ratio
+ours/transformers is what to compare across machines. The max abs logit difference between the
+two is reported too, so a fast-but-wrong forward cannot pass unnoticed.
+
+`run(quick)` returns JSON-safe results with markdown-table rows; `python benchmarks/bench_forward.py
+[--quick]` prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+import torch
+import transformers
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from w4s_jax.models import export_hf, load_model, smollm2_gguf_path  # noqa: E402
+from w4s_jax.parallel.mesh import make_mesh  # noqa: E402
+
+
+def _timed(fn, iterations: int) -> float:
+    """Median seconds per call after one warm-up call (which also compiles)."""
+    fn()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(quick: bool = False) -> dict:
+    """Measures both forwards on one batch; returns tokens/s, the ratio and markdown rows."""
+    batch, length = (2, 64) if quick else (4, 256)
+    iterations = 3 if quick else 10
+    mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    config, model = load_model("smollm2_135m", smollm2_gguf_path(), mesh=mesh)
+    with tempfile.TemporaryDirectory() as directory:
+        export_hf(model, config, directory)
+        reference = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+
+    tokens = np.random.default_rng(0).integers(0, config.vocab_size, (batch, length))
+    positions = np.broadcast_to(np.arange(length), tokens.shape)
+    segments = np.ones_like(tokens, dtype=np.int32)
+    forward = jax.jit(lambda t, p, s: model(t, p, s)[0])
+    ours_s = _timed(lambda: forward(tokens, positions, segments).block_until_ready(), iterations)
+    ours_logits = np.asarray(forward(tokens, positions, segments))
+
+    torch_tokens = torch.tensor(tokens)
+    with torch.inference_mode():
+        torch_s = _timed(lambda: reference(input_ids=torch_tokens).logits, iterations)
+        torch_logits = reference(input_ids=torch_tokens).logits.float().numpy()
+
+    count = batch * length
+    results = {
+        "name": "forward_smollm2_135m",
+        "batch": batch,
+        "length": length,
+        "iterations": iterations,
+        "quick": quick,
+        "jax_device": str(jax.devices()[0].device_kind),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "ours_tokens_per_s": count / ours_s,
+        "transformers_tokens_per_s": count / torch_s,
+        "ratio_ours_over_transformers": torch_s / ours_s,
+        "max_abs_logit_diff": float(np.abs(ours_logits - torch_logits).max()),
+    }
+    results["rows"] = [
+        {"implementation": "w4s-jax (jax.jit, fp32)", "batch x length": f"{batch} x {length}",
+         "tokens/s": f"{results['ours_tokens_per_s']:.0f}"},
+        {"implementation": "transformers (PyTorch, fp32)", "batch x length": f"{batch} x {length}",
+         "tokens/s": f"{results['transformers_tokens_per_s']:.0f}"},
+        {"implementation": "ratio ours / transformers", "batch x length": "",
+         "tokens/s": f"{results['ratio_ours_over_transformers']:.2f}"},
+    ]
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small batch, few iterations")
+    outcome = run(quick=parser.parse_args().quick)
+    from w4s_jax.bench_report import markdown_table
+
+    print(markdown_table(outcome["rows"]))
+    print(json.dumps({k: v for k, v in outcome.items() if k != "rows"}, indent=1))

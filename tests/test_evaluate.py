@@ -1,0 +1,121 @@
+"""evaluate_workflow end to end: built-in workflows in the paper's interface, a real sandbox, the
+executor client over real HTTP to a loopback TestEndpoint, real task data and scorers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from w4s_jax.evaluate import evaluate_workflow, executor_handler
+from w4s_jax.executor import ExecutorClient
+from w4s_jax.executor.repliers import OracleStandIn, TableReplier
+from w4s_jax.executor.test_endpoint import TestEndpoint
+from w4s_jax.sandbox import Sandbox, SandboxSettings
+from w4s_jax.tasks import Example, Task, get_task
+from w4s_jax.workflows import builtin_names, builtin_source, seed_library
+
+SETTINGS = SandboxSettings(workers=4, sample_timeout_s=20.0, execute_code_timeout_s=5.0)
+
+
+async def evaluate(source: str, task: Task, examples: list[Example], replier, tmp_path, **kwargs):
+    async with TestEndpoint(replier) as endpoint:
+        executor = ExecutorClient(base_urls=[endpoint.url], model="test-executor",
+                                  cache_path=tmp_path / "cache.sqlite", budget_usd=1.0)
+        try:
+            async with Sandbox(SETTINGS, executor_handler(executor)) as sandbox:
+                return await evaluate_workflow(source, task, examples, sandbox, executor, **kwargs)
+        finally:
+            await executor.aclose()
+
+
+@pytest.fixture(scope="module")
+def gsm8k(shared_data_dir):
+    task = get_task("gsm8k")
+    return task, task.load("validate", shared_data_dir, limit=8)
+
+
+@pytest.mark.parametrize("name", ["cot", "cot_sc", "self_refine", "code_generation"])
+def test_builtin_workflow_scores_every_sample_right_against_the_table_replier(name, gsm8k, tmp_path):
+    task, examples = gsm8k
+    table = TableReplier({e.question: e.answer for e in examples})
+    report = asyncio.run(evaluate(builtin_source(name), task, examples, table, tmp_path))
+    assert report.score == 1.0, [s for s in report.samples if not s["correct"]]
+    assert [s["id"] for s in report.samples] == [e.id for e in examples]
+    assert all(s["error"] is None and s["correct"] and s["executor_calls"] >= 1 for s in report.samples)
+    assert report.usage["calls"] >= len(examples)
+    assert "audit_hook" in report.sandbox_layers
+
+
+def test_wrong_table_answers_score_zero_and_half_right_scores_half(gsm8k, tmp_path):
+    task, examples = gsm8k
+    table = {e.question: (e.answer if i % 2 == 0 else str(int(float(e.answer)) + 1)) for i, e in enumerate(examples)}
+    report = asyncio.run(evaluate(builtin_source("cot"), task, examples, TableReplier(table), tmp_path))
+    assert report.score == pytest.approx(0.5)
+    assert [s["correct"] for s in report.samples] == [i % 2 == 0 for i in range(len(examples))]
+
+
+def test_self_consistency_beats_a_single_call_with_an_imperfect_executor(shared_data_dir, tmp_path):
+    task = get_task("gsm8k")
+    examples = task.load("validate", shared_data_dir, limit=24)
+    table = {e.question: e.answer for e in examples}
+    single = asyncio.run(evaluate(builtin_source("cot"), task, examples, OracleStandIn(table, accuracy=0.6),
+                                  tmp_path / "a"))
+    voted = asyncio.run(evaluate(builtin_source("cot_sc").replace("temperature=0.8", "temperature=1.0"), task,
+                                 examples, OracleStandIn(table, accuracy=0.6), tmp_path / "b"))
+    assert voted.score > single.score
+
+
+def test_a_workflow_that_fails_everywhere_still_reports_each_error_with_its_line(gsm8k, tmp_path):
+    task, examples = gsm8k
+    source = "def solver(agent, task):\n    x = 1\n    return {'answer': x / 0}\n"
+    report = asyncio.run(evaluate(source, task, examples[:3], TableReplier({}), tmp_path))
+    assert report.score == 0.0 and report.errors == 3
+    assert all(s["error"] == {"type": "ZeroDivisionError", "message": "division by zero", "line": 3}
+               for s in report.samples)
+
+
+class TinyCodeTask(Task):
+    """A two-problem code task with hidden tests, to exercise scoring through run_program."""
+
+    name = "tiny_code"
+    is_code = True
+    HIDDEN = {"add": "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n",
+              "double": "assert double(4) == 8\nassert double(0) == 0\n"}
+
+    def rows(self, split, data_dir):
+        return []
+
+    def to_example(self, row):
+        raise TypeError("TinyCodeTask has no data files; its examples are built in the test")
+
+    def check_program(self, prediction, example):
+        return f"{prediction}\n\n{self.HIDDEN[example.meta['entry_point']]}"
+
+
+def test_code_task_is_scored_by_hidden_tests_in_a_separate_worker(tmp_path):
+    examples = [
+        Example("p-add", "Write def add(a, b) returning the sum.", "",
+                {"entry_point": "add", "public_tests": ["assert candidate(1, 1) == 2"]}),
+        Example("p-double", "Write def double(x) returning twice x.", "",
+                {"entry_point": "double", "public_tests": ["assert candidate(2) == 4"]}),
+    ]
+    table = TableReplier({
+        examples[0].question: "def add(a, b):\n    return a + b\n",
+        examples[1].question: "def double(x):\n    return x + 2\n",  # passes the public test, fails hidden ones
+    })
+    report = asyncio.run(evaluate(builtin_source("code_writer"), TinyCodeTask(), examples, table, tmp_path))
+    assert [s["correct"] for s in report.samples] == [True, False]
+    assert report.samples[1]["error"]["type"] == "HiddenTests.AssertionError"
+    assert "def double" in report.samples[1]["answer"]
+    assert report.score == pytest.approx(0.5)
+
+
+def test_seed_library_is_every_builtin_and_each_defines_solver():
+    library = seed_library()
+    assert list(library) == builtin_names()
+    for name, source in library.items():
+        assert "def solver(agent, task)" in source, name
+        compile(source, name, "exec")
+    with pytest.raises(KeyError, match="unknown built-in workflow"):
+        builtin_source("tree_of_thoughts")

@@ -1,0 +1,139 @@
+"""The TestEndpoint itself: OpenAI wire format (via the official client), SSE, subprocess mode, repliers."""
+
+from __future__ import annotations
+
+import collections
+import json
+import urllib.request
+
+import openai
+import pytest
+
+from w4s_jax.executor.repliers import OracleStandIn, ReplyRequest, TableReplier, load_answer_table
+from w4s_jax.executor.test_endpoint import Fault, TestEndpoint, spawn
+from w4s_jax.tasks.numeric import extract_number
+
+TABLE = {f"Question number {i}: how many apples are left?": str(10 + i) for i in range(120)}
+
+
+def sync_client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=10)
+
+
+def test_wire_format_with_the_official_client():
+    with TestEndpoint(TableReplier({"What is 2+3?": "5"}), model="exec-x").in_thread() as endpoint:
+        client = sync_client(endpoint.url)
+        assert [m.id for m in client.models.list().data] == ["exec-x"]
+        reply = client.chat.completions.create(
+            model="exec-x", n=3, temperature=0.7, max_tokens=100,
+            messages=[{"role": "user", "content": "What is 2+3?"}])
+        assert [c.index for c in reply.choices] == [0, 1, 2]
+        assert all(c.message.content.endswith("The answer is 5.") for c in reply.choices)
+        assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
+        truncated = client.chat.completions.create(
+            model="exec-x", max_tokens=2, messages=[{"role": "user", "content": "What is 2+3?"}])
+        assert truncated.choices[0].finish_reason == "length"
+        assert len(truncated.choices[0].message.content) == 8
+
+
+def test_streaming_sse_matches_the_plain_reply():
+    with TestEndpoint(TableReplier({"What is 2+3?": "5"}), stream_chunk_delay_ms=1).in_thread() as endpoint:
+        client = sync_client(endpoint.url)
+        messages = [{"role": "user", "content": "What is 2+3?"}]
+        plain = client.chat.completions.create(model="m", messages=messages).choices[0].message.content
+        pieces, usage = [], None
+        stream = client.chat.completions.create(model="m", messages=messages, stream=True,
+                                                stream_options={"include_usage": True})
+        for chunk in stream:
+            if chunk.usage:
+                usage = chunk.usage
+            for choice in chunk.choices:
+                pieces.append(choice.delta.content or "")
+        assert "".join(pieces) == plain and len(pieces) > 3
+        assert usage is not None and usage.completion_tokens > 0
+
+
+def test_json_mode_fills_the_requested_keys():
+    oracle = OracleStandIn({"What is 2+3?": "5"}, accuracy=1.0)
+    system = "You are a helpful solver.\nReply in JSON format, ONLY using the keys ['reasoning', 'answer'].\n"
+    request = ReplyRequest([{"role": "system", "content": system}, {"role": "user", "content": "What is 2+3?"}],
+                           1.0, "json_object", 0, 123)
+    reply = json.loads(oracle(request))
+    assert set(reply) == {"reasoning", "answer"} and reply["answer"] == "5"
+
+
+def test_code_requests_get_a_solution_function():
+    oracle = OracleStandIn({"What is 2+3?": "5"}, accuracy=1.0)
+    prompt = "What is 2+3?\nWrite Python code that defines solution() and returns the answer."
+    text = oracle(ReplyRequest([{"role": "user", "content": prompt}], 1.0, "text", 0, 5))
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "<oracle reply>", "exec"), namespace)  # the oracle's own code, in this test only
+    assert namespace["solution"]() == 5
+
+
+def test_oracle_self_consistency_beats_a_single_call():
+    """Majority over 5 samples must score clearly higher than one sample, as with a real LLM."""
+    oracle = OracleStandIn(TABLE, accuracy=0.5)
+    single = majority = 0
+    for index, (question, gold) in enumerate(TABLE.items()):
+        answers = []
+        for sample in range(5):
+            text = oracle(ReplyRequest([{"role": "user", "content": question}], 0.7, "text", sample,
+                                       seed=index * 1000 + sample))
+            answers.append(extract_number(text)[0])
+        single += answers[0] == float(gold)
+        majority += collections.Counter(answers).most_common(1)[0][0] == float(gold)
+    single_accuracy, majority_accuracy = single / len(TABLE), majority / len(TABLE)
+    assert 0.35 <= single_accuracy <= 0.65
+    assert majority_accuracy >= single_accuracy + 0.15
+
+
+def test_oracle_is_reproducible_and_greedy_at_temperature_zero():
+    oracle = OracleStandIn(TABLE, accuracy=0.5)
+    question = next(iter(TABLE))
+
+    def ask(seed: int, temperature: float) -> str:
+        return oracle(ReplyRequest([{"role": "user", "content": question}], temperature, "text", 0, seed))
+
+    assert ask(7, 1.0) == ask(7, 1.0)
+    assert len({ask(seed, 1.0) for seed in range(40)}) > 1
+    assert len({ask(seed, 0.0) for seed in range(40)}) == 1
+
+
+def test_subprocess_mode_prints_its_url_and_serves(tmp_path):
+    table_path = tmp_path / "table.json"
+    table_path.write_text(json.dumps({"What is 2+3?": "5"}))
+    process, url = spawn(["--answers", str(table_path), "--accuracy", "1.0", "--latency-ms", "0",
+                          "--fault", "500:first=1"])
+    try:
+        client = sync_client(url)
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "What is 2+3?"}])
+        reply = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "What is 2+3?"}])
+        assert "5" in reply.choices[0].message.content
+        with urllib.request.urlopen(url.removesuffix("/v1") + "/stats", timeout=10) as response:
+            stats = json.load(response)
+        assert stats["total_requests"] == 2 and stats["answered"] == 1
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_answer_table_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "table.jsonl"
+    bad.write_text('{"question": "q", "answer": "a"}\n{"question": "q2"}\n')
+    with pytest.raises(ValueError, match=r"table\.jsonl:2: missing field 'answer'"):
+        load_answer_table(str(bad))
+    bad.write_text('{"question": "q", "answer": "a"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"table\.jsonl:2: invalid JSON"):
+        load_answer_table(str(bad))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"question": "q", "answer": 3}\n')
+    assert load_answer_table(str(rows)) == {"q": "3"}
+
+
+def test_dropped_connection_is_seen_by_the_client():
+    with TestEndpoint(TableReplier({}), faults=[Fault("drop")]).in_thread() as endpoint, \
+            pytest.raises(openai.APIConnectionError):
+        sync_client(endpoint.url).chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])

@@ -1,0 +1,144 @@
+"""RLAO data: trajectory validation, example building (weights, truncation) and the packing pipeline."""
+
+import json
+
+import numpy as np
+import pytest
+
+from w4s_jax.configlib import ConfigError
+from w4s_jax.rlao.byte_tokenizer import ByteChatTokenizer
+from w4s_jax.rlao.examples import Example, WeightConfig, build_examples, example_weights
+from w4s_jax.rlao.pipeline import PipelineConfig, build_dataset, example_features
+from w4s_jax.rlao.trajectories import TrajectoryFormatError, read_trajectories, read_trajectory_file
+
+
+def _record(**changes):
+    record = {
+        "schema": "w4s-trajectory/1", "run": "r", "task": "gsm8k", "episode": 0, "turn": 1, "candidate": 0,
+        "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "task"}],
+        "reply": "def solver(agent, task): ...", "reward": 0.5, "val_score": 0.4, "valid_action": True,
+        "selected": False,
+    }  # fmt: skip
+    record.update(changes)
+    return record
+
+
+def _write(path, lines):
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+def test_reads_fixture(rlao_trajectories):
+    records = read_trajectories(str(rlao_trajectories))
+    assert len(records) == 16 and {r.reward for r in records} == {0.0, 1.0}
+    assert records[0].source == f"{rlao_trajectories}:1"
+    assert read_trajectories([str(rlao_trajectories.parent)])[3].reply == records[3].reply  # a directory
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("{not json", "<json>"),
+        ('["a list"]', "<record>"),
+        (_record(schema="w4s-trajectory/0"), "schema"),
+        (_record(reward="high"), "reward"),
+        (_record(reward=float("nan")), "reward"),
+        (_record(episode=1.5), "episode"),
+        (_record(valid_action=1), "valid_action"),
+        ({k: v for k, v in _record().items() if k != "reply"}, "reply"),
+        (_record(messages=[]), "messages"),
+        (_record(messages=[{"role": "robot", "content": "x"}]), "messages[0].role"),
+        (_record(messages=[{"role": "user", "content": 3}]), "messages[0].content"),
+        (_record(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]), "messages"),
+    ],
+)
+def test_malformed_record_names_file_line_and_field(tmp_path, line, field):
+    path = _write(tmp_path / "bad.jsonl", [_record(), "", line])
+    with pytest.raises(TrajectoryFormatError) as error:
+        read_trajectory_file(path)
+    assert f"{path}:3: field '{field}'" in str(error.value)
+
+
+def test_empty_and_missing_files_are_errors(tmp_path):
+    empty = _write(tmp_path / "empty.jsonl", ["", "  "])
+    with pytest.raises(TrajectoryFormatError, match=r"empty\.jsonl:1: .*no trajectories"):
+        read_trajectory_file(empty)
+    with pytest.raises(TrajectoryFormatError, match="not found"):
+        read_trajectory_file(tmp_path / "missing.jsonl")
+
+
+def test_weight_modes():
+    rewards = [1.0, 0.5, 0.0, -0.1]
+    raw = example_weights(rewards, WeightConfig(tau=0.4))
+    np.testing.assert_allclose(raw, np.exp(np.asarray(rewards) / 0.4))
+    np.testing.assert_allclose(example_weights(rewards, WeightConfig(mode="clip", max_weight=2.0)), np.minimum(raw, 2.0))
+    np.testing.assert_allclose(example_weights(rewards, WeightConfig(mode="normalize")), raw / raw.mean())
+    with pytest.raises(ConfigError, match="rlao.tau"):
+        WeightConfig(tau=0.0)
+    with pytest.raises(ConfigError, match="rlao.max_weight"):
+        WeightConfig(mode="clip")
+
+
+def test_examples_mask_only_the_reply(rlao_trajectories):
+    tokenizer = ByteChatTokenizer()
+    records = read_trajectories(str(rlao_trajectories))
+    examples, report = build_examples(records, tokenizer, 4096, WeightConfig())
+    assert report.examples == 16 and report.history_truncated == report.dropped_no_room == 0
+    ex = examples[0]
+    assert tokenizer.decode(ex.ids[ex.loss_mask == 1]) == records[0].reply
+    assert ex.ids[-1] == tokenizer.eos_token_ids[0] and ex.loss_mask[-1] == 1
+    assert ex.weight == pytest.approx(np.exp(1.0 / 0.4))
+
+
+def test_long_prompts_lose_early_history_first_then_the_reply_end(tmp_path):
+    tokenizer = ByteChatTokenizer()
+    head = [{"role": "system", "content": "S" * 20}, {"role": "user", "content": "U" * 20}]
+    pairs = [m for i in range(3) for m in ({"role": "assistant", "content": f"A{i}" * 30}, {"role": "user", "content": f"F{i}" * 30})]
+    path = _write(tmp_path / "long.jsonl", [
+        _record(messages=head + pairs, reply="R" * 40),  # fits after dropping 2 of its 3 pairs
+        _record(messages=head + pairs, reply="R" * 400),  # needs all pairs dropped and the reply cut
+        _record(messages=[head[0], {"role": "user", "content": "U" * 400}], reply="R"),  # no room at all
+    ])  # fmt: skip
+    records = read_trajectories(str(path))
+    budget = len(tokenizer.encode_training_pair(head + pairs[4:], "R" * 40)[0])
+    examples, report = build_examples(records, tokenizer, budget, WeightConfig())
+    assert [len(e.ids) for e in examples] == [budget, budget]
+    kept = tokenizer.decode(examples[0].ids)
+    assert "A2" in kept and "F2" in kept and "A1" not in kept and "A0" not in kept and "S" * 20 in kept and "U" * 20 in kept
+    assert tokenizer.decode(examples[0].ids[examples[0].loss_mask == 1]) == "R" * 40
+    assert "A2" not in tokenizer.decode(examples[1].ids) and examples[1].loss_mask.sum() > 0
+    assert report.history_truncated == 2 and report.pairs_dropped == 2 + 3
+    assert report.target_truncated == 1 and report.dropped_no_room == 1
+    assert report.dropped_sources == [f"{path}:3"]
+    assert "1 dropped" in report.summary()
+
+
+def test_packing_keeps_every_example_intact():
+    rng = np.random.default_rng(0)
+    examples = []
+    for i in range(10):
+        n = int(rng.integers(4, 20))
+        ids = rng.integers(3, 250, size=n).astype(np.int32)
+        mask = np.zeros(n, np.int32)
+        mask[n // 2 :] = 1
+        examples.append(Example(ids, mask, float(i + 1), f"ex{i}"))
+    config = PipelineConfig(seq_len=32, global_batch=4, micro_batches=2, seed=3)
+    iterator = iter(build_dataset(examples, config))
+    expected = {tuple(example_features(e)["inputs"]): example_features(e) for e in examples}
+    seen = []
+    while len(seen) < len(examples):
+        batch = next(iterator)
+        assert batch["inputs"].shape == (4, 32)
+        for row in range(4):
+            segments = batch["segment_ids"][row]
+            for seg in np.unique(segments[segments > 0]):
+                where = segments == seg
+                key = tuple(batch["inputs"][row][where])
+                features = expected[key]
+                np.testing.assert_array_equal(batch["positions"][row][where], np.arange(where.sum()))
+                for name in ("targets", "target_scale", "example_weight"):
+                    np.testing.assert_array_equal(batch[name][row][where], features[name])
+                seen.append(key)
+            assert not batch["target_scale"][row][segments == 0].any()
+    assert set(seen[: len(examples)]) <= set(expected)
+    assert len(set(seen)) == len(examples)  # the first epoch's elements all come out

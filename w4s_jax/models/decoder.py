@@ -1,0 +1,291 @@
+"""Flax NNX decoder for the Llama and Qwen2 families (RMSNorm, RoPE, GQA, SwiGLU).
+
+Projections are einsums over named dims (d = embed, h = heads, k = kv heads, g = heads per kv
+head, e = head dim, f = mlp, v = vocab); every parameter carries `logical_axes` metadata that
+`w4s_jax.parallel.sharding` maps to mesh axes. With `scan_layers` the layers' parameters are
+stacked on a leading "layers" axis and run under `jax.lax.scan`, so compile time does not grow
+with depth; otherwise they are a plain list.
+
+Attention follows one rule everywhere (training, prefill, decode): query slot q attends key
+slot k iff k <= q and segment_ids[k] == segment_ids[q] != 0; RoPE uses the explicit positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from w4s_jax.models.config import ModelConfig
+from w4s_jax.models.kv_cache import KVCache
+from w4s_jax.parallel.sharding import constrain
+
+__all__ = ["Decoder", "DecoderLayer", "KVCache", "rope_inv_freq"]
+
+_MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
+_WEIGHT_STD = 0.02  # transformers' default initializer_range
+
+
+def _param(
+    rngs: nnx.Rngs | None,
+    shape: tuple[int, ...],
+    axes: tuple[str, ...],
+    dtype: jnp.dtype,
+    num_stacked: int | None,
+    init: str = "normal",
+) -> nnx.Param:
+    """A parameter with logical axes; `num_stacked` prepends a "layers" axis for scanned layers."""
+    if num_stacked is not None:
+        shape, axes = (num_stacked, *shape), ("layers", *axes)
+    if init == "normal":
+        value = _WEIGHT_STD * jax.random.normal(rngs.params(), shape, dtype)
+    elif init == "ones":
+        value = jnp.ones(shape, dtype)
+    else:
+        value = jnp.zeros(shape, dtype)
+    return nnx.Param(value, logical_axes=axes)
+
+
+class RMSNorm(nnx.Module):
+    """Root-mean-square norm computed in float32, scaled in the compute dtype (as transformers)."""
+
+    def __init__(self, dim: int, eps: float, param_dtype: jnp.dtype, num_stacked: int | None = None):
+        self.scale = _param(None, (dim,), ("norm",), param_dtype, num_stacked, init="ones")
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return normed.astype(x.dtype) * self.scale.get_value().astype(x.dtype)
+
+
+def rope_inv_freq(config: ModelConfig) -> np.ndarray:
+    """Inverse RoPE frequencies [Dh/2], with Llama-3.1 ("llama3") scaling when configured."""
+    dim = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim))
+    scaling = config.rope_scaling
+    if scaling is not None:
+        low_wavelen = scaling.original_max_position / scaling.low_freq_factor
+        high_wavelen = scaling.original_max_position / scaling.high_freq_factor
+        wavelen = 2 * np.pi / inv_freq
+        scaled = np.where(wavelen > low_wavelen, inv_freq / scaling.factor, inv_freq)
+        smooth = (scaling.original_max_position / wavelen - scaling.low_freq_factor) / (
+            scaling.high_freq_factor - scaling.low_freq_factor
+        )
+        smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+        is_medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        inv_freq = np.where(is_medium, smoothed, scaled)
+    return inv_freq.astype(np.float32)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.Array:
+    """Rotates x [B, T, H, Dh] by positions [B, T] (half-split layout, as transformers)."""
+    angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)  # [B, T, Dh/2]
+    angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]
+    cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return x * cos + rotated * sin
+
+
+def attention_mask(q_slots: jax.Array, q_segments: jax.Array, k_segments: jax.Array) -> jax.Array:
+    """[B, T, S] boolean: the decoder's one attention rule over key slots 0..S-1."""
+    k_slots = jnp.arange(k_segments.shape[1])
+    causal = k_slots[None, None, :] <= q_slots[:, :, None]
+    same = k_segments[:, None, :] == q_segments[:, :, None]
+    return causal & same & (q_segments[:, :, None] != 0)
+
+
+class Attention(nnx.Module):
+    """Grouped-query attention with optional q/k/v bias (Qwen2)."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs, num_stacked: int | None = None):
+        c, pd = config, jnp.dtype(config.param_dtype)
+        self.q_proj = _param(rngs, (c.hidden_size, c.num_heads, c.head_dim), ("embed", "heads", "head_dim"), pd, num_stacked)
+        kv_shape, kv_axes = (c.hidden_size, c.num_kv_heads, c.head_dim), ("embed", "kv_heads", "head_dim")
+        self.k_proj = _param(rngs, kv_shape, kv_axes, pd, num_stacked)
+        self.v_proj = _param(rngs, kv_shape, kv_axes, pd, num_stacked)
+        self.o_proj = _param(rngs, (c.num_heads, c.head_dim, c.hidden_size), ("heads", "head_dim", "embed"), pd, num_stacked)
+        if c.qkv_bias:
+            self.q_bias = _param(None, (c.num_heads, c.head_dim), ("heads", "head_dim"), pd, num_stacked, "zeros")
+            self.k_bias = _param(None, (c.num_kv_heads, c.head_dim), ("kv_heads", "head_dim"), pd, num_stacked, "zeros")
+            self.v_bias = _param(None, (c.num_kv_heads, c.head_dim), ("kv_heads", "head_dim"), pd, num_stacked, "zeros")
+        self.config = config
+
+    def _project(self, x: jax.Array, name: str) -> jax.Array:
+        dtype = x.dtype
+        out = jnp.einsum("btd,dhe->bthe", x, getattr(self, f"{name}_proj").get_value().astype(dtype))
+        if self.config.qkv_bias:
+            out = out + getattr(self, f"{name}_bias").get_value().astype(dtype)
+        return out
+
+    def __call__(
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        q_slots: jax.Array,
+        q_segments: jax.Array,
+        k_segments: jax.Array,
+        inv_freq: np.ndarray,
+        kv_write: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]],
+    ) -> jax.Array:
+        """`kv_write(k, v)` stores the new keys/values (in a cache or not) and returns all keys/values."""
+        c = self.config
+        q = apply_rope(self._project(x, "q"), positions, inv_freq)
+        k = apply_rope(self._project(x, "k"), positions, inv_freq)
+        v = self._project(x, "v")
+        q = constrain(q, ("act_batch", "act_length", "act_heads", "head_dim"))
+        keys, values = kv_write(k, v)
+        batch, length = q.shape[:2]
+        groups = c.num_heads // c.num_kv_heads
+        q = q.reshape(batch, length, c.num_kv_heads, groups, c.head_dim)
+        scores = jnp.einsum("btkge,bske->bkgts", q, keys.astype(q.dtype), preferred_element_type=jnp.float32)
+        scores = scores * (c.head_dim**-0.5)
+        mask = attention_mask(q_slots, q_segments, k_segments)
+        scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
+        probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+        out = jnp.einsum("bkgts,bske->btkge", probs, values.astype(q.dtype))
+        out = out.reshape(batch, length, c.num_heads, c.head_dim)
+        return jnp.einsum("bthe,hed->btd", out, self.o_proj.get_value().astype(out.dtype))
+
+
+class MLP(nnx.Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs, num_stacked: int | None = None):
+        c, pd = config, jnp.dtype(config.param_dtype)
+        self.gate_proj = _param(rngs, (c.hidden_size, c.intermediate_size), ("embed", "mlp"), pd, num_stacked)
+        self.up_proj = _param(rngs, (c.hidden_size, c.intermediate_size), ("embed", "mlp"), pd, num_stacked)
+        self.down_proj = _param(rngs, (c.intermediate_size, c.hidden_size), ("mlp", "embed"), pd, num_stacked)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = x.dtype
+        gate = jnp.einsum("btd,df->btf", x, self.gate_proj.get_value().astype(dtype))
+        up = jnp.einsum("btd,df->btf", x, self.up_proj.get_value().astype(dtype))
+        hidden = constrain(jax.nn.silu(gate) * up, ("act_batch", "act_length", "act_mlp"))
+        return jnp.einsum("btf,fd->btd", hidden, self.down_proj.get_value().astype(dtype))
+
+
+class DecoderLayer(nnx.Module):
+    """Pre-norm block: x + attn(norm(x)); x + mlp(norm(x))."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs, num_stacked: int | None = None):
+        pd = jnp.dtype(config.param_dtype)
+        self.input_norm = RMSNorm(config.hidden_size, config.rms_eps, pd, num_stacked)
+        self.attn = Attention(config, rngs, num_stacked)
+        self.post_attn_norm = RMSNorm(config.hidden_size, config.rms_eps, pd, num_stacked)
+        self.mlp = MLP(config, rngs, num_stacked)
+
+    def __call__(self, x, positions, q_slots, q_segments, k_segments, inv_freq, kv_write) -> jax.Array:
+        x = x + self.attn(self.input_norm(x), positions, q_slots, q_segments, k_segments, inv_freq, kv_write)
+        x = x + self.mlp(self.post_attn_norm(x))
+        return constrain(x, ("act_batch", "act_length", "act_embed"))
+
+
+def _remat(fn: Callable, policy_name: str) -> Callable:
+    if policy_name == "none":
+        return fn
+    policies = {
+        "full": None,
+        "dots_saveable": jax.checkpoint_policies.dots_saveable,
+        "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    }
+    return jax.checkpoint(fn, policy=policies[policy_name], prevent_cse=False)
+
+
+class Decoder(nnx.Module):
+    """The decoder-only transformer; see the module docstring for the attention rule."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        c, pd = config, jnp.dtype(config.param_dtype)
+        self.config = config
+        self.embedding = _param(rngs, (c.vocab_size, c.hidden_size), ("vocab", "embed"), pd, None)
+        if c.scan_layers:
+            self.layers = DecoderLayer(c, rngs, num_stacked=c.num_layers)
+        else:
+            self.layers = nnx.List([DecoderLayer(c, rngs) for _ in range(c.num_layers)])
+        self.final_norm = RMSNorm(c.hidden_size, c.rms_eps, pd)
+        if not c.tie_embeddings:
+            self.lm_head = _param(rngs, (c.hidden_size, c.vocab_size), ("embed", "vocab"), pd, None)
+
+    def hidden_states(
+        self,
+        tokens: jax.Array,
+        positions: jax.Array,
+        segment_ids: jax.Array,
+        cache: KVCache | None = None,
+    ) -> tuple[jax.Array, KVCache | None]:
+        """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache."""
+        c = self.config
+        dtype = jnp.dtype(c.dtype)
+        segment_ids = segment_ids.astype(jnp.int32)
+        x = jnp.take(self.embedding.get_value(), tokens, axis=0).astype(dtype)
+        x = constrain(x, ("act_batch", "act_length", "act_embed"))
+        inv_freq = rope_inv_freq(c)
+        length = tokens.shape[1]
+        if cache is None:
+            q_slots = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), tokens.shape)
+            k_segments = segment_ids
+            kv = None
+        else:
+            q_slots = jnp.broadcast_to(cache.end + jnp.arange(length, dtype=jnp.int32), tokens.shape)
+            k_segments = jax.lax.dynamic_update_slice(cache.segment_ids, segment_ids, (0, cache.end))
+            kv = (cache.k, cache.v)
+
+        def run_layer(layer: DecoderLayer, x: jax.Array, kv, index):
+            """One layer; with a cache, writes this layer's new k/v at [end, end+T) of slab `index`."""
+            written = {}
+
+            def kv_write(k, v):
+                if kv is None:
+                    return k, v
+                at = (index, 0, cache.end, 0, 0)
+                k_all = jax.lax.dynamic_update_slice(kv[0], k[None].astype(kv[0].dtype), at)
+                v_all = jax.lax.dynamic_update_slice(kv[1], v[None].astype(kv[1].dtype), at)
+                written["kv"] = (k_all, v_all)
+                return k_all[index], v_all[index]
+
+            x = layer(x, positions, q_slots, segment_ids, k_segments, inv_freq, kv_write)
+            return x, written.get("kv")
+
+        if c.scan_layers:
+            graphdef, layer_state = nnx.split(self.layers)
+
+            def body(carry, xs):
+                x, kv = carry
+                state, index = xs
+                x, kv = run_layer(nnx.merge(graphdef, state), x, kv, index)
+                return (x, kv), None
+
+            body = _remat(body, c.remat)
+            indices = jnp.arange(c.num_layers, dtype=jnp.int32)
+            (x, kv), _ = jax.lax.scan(body, (x, kv), (layer_state, indices))
+        else:
+            for index, layer in enumerate(self.layers):
+                step = _remat(lambda x, kv, layer=layer, index=index: run_layer(layer, x, kv, index), c.remat)
+                x, kv = step(x, kv)
+        h = self.final_norm(x)
+        if cache is not None:
+            cache = KVCache(k=kv[0], v=kv[1], segment_ids=k_segments, end=cache.end + length)
+        return h, cache
+
+    def logits(self, h: jax.Array) -> jax.Array:
+        """float32 logits [B, T, V] from hidden states (tied or untied head)."""
+        if self.config.tie_embeddings:
+            out = jnp.einsum("btd,vd->btv", h, self.embedding.get_value().astype(h.dtype), preferred_element_type=jnp.float32)
+        else:
+            out = jnp.einsum("btd,dv->btv", h, self.lm_head.get_value().astype(h.dtype), preferred_element_type=jnp.float32)
+        return constrain(out, ("act_batch", "act_length", "act_vocab"))
+
+    def __call__(
+        self,
+        tokens: jax.Array,
+        positions: jax.Array,
+        segment_ids: jax.Array,
+        cache: KVCache | None = None,
+    ) -> tuple[jax.Array, KVCache | None]:
+        h, cache = self.hidden_states(tokens, positions, segment_ids, cache)
+        return self.logits(h), cache

@@ -1,0 +1,70 @@
+"""Multi-host start-up: `init_distributed()` joins jax.distributed when the environment says so.
+
+Every host runs the same program (JAX multi-controller). The coordinator comes from explicit
+environment variables, or from the cluster (SLURM with several tasks, a multi-host TPU slice),
+which jax.distributed detects itself. On one host it does nothing, so the same entry point runs
+a laptop test and a pod job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+import jax
+
+COORDINATOR_ENV = ("W4S_COORDINATOR_ADDRESS", "JAX_COORDINATOR_ADDRESS")
+NUM_PROCESSES_ENV = ("W4S_NUM_PROCESSES", "JAX_NUM_PROCESSES")
+PROCESS_ID_ENV = ("W4S_PROCESS_ID", "JAX_PROCESS_ID")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedPlan:
+    """How this process should join (or not): `mode` is "single", "explicit", "slurm" or "tpu"."""
+
+    mode: str
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+
+
+def _first(env: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    return next((env[n] for n in names if env.get(n)), None)
+
+
+def detect_plan(env: Mapping[str, str] | None = None) -> DistributedPlan:
+    """Reads the environment; raises ValueError naming the variable when a setting is incomplete."""
+    env = os.environ if env is None else env
+    address = _first(env, COORDINATOR_ENV)
+    if address:
+        count, index = _first(env, NUM_PROCESSES_ENV), _first(env, PROCESS_ID_ENV)
+        if count is None or index is None:
+            raise ValueError(
+                f"{COORDINATOR_ENV[0]} is set, so {NUM_PROCESSES_ENV[0]} and {PROCESS_ID_ENV[0]} must be set too"
+            )
+        try:
+            count_int, index_int = int(count), int(index)
+        except ValueError as exc:
+            raise ValueError(f"{NUM_PROCESSES_ENV[0]}={count!r} and {PROCESS_ID_ENV[0]}={index!r} must be integers") from exc
+        if not 0 <= index_int < count_int:
+            raise ValueError(f"{PROCESS_ID_ENV[0]}={index_int} must be in [0, {NUM_PROCESSES_ENV[0]}={count_int})")
+        return DistributedPlan("explicit", address, count_int, index_int)
+    if int(env.get("SLURM_NTASKS", "1") or "1") > 1 and env.get("SLURM_JOB_ID"):
+        return DistributedPlan("slurm")
+    hosts = [h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h.strip()]
+    if len(hosts) > 1:
+        return DistributedPlan("tpu")
+    return DistributedPlan("single")
+
+
+def init_distributed(env: Mapping[str, str] | None = None) -> DistributedPlan:
+    """Initialises jax.distributed for multi-host runs (before any other JAX call); no-op on one host."""
+    plan = detect_plan(env)
+    if plan.mode == "single" or jax.distributed.is_initialized():
+        return plan
+    if plan.mode == "explicit":
+        jax.distributed.initialize(plan.coordinator_address, plan.num_processes, plan.process_id)
+    else:
+        jax.distributed.initialize()
+    return plan

@@ -1,0 +1,146 @@
+"""Trajectories -> tokenized, weighted training examples (RLAO, DESIGN section 1).
+
+Each candidate becomes one example: prompt = the turn's state (`messages`), target = its `reply`,
+tokenized through the meta-agent's chat template, loss on the reply's tokens only, weight
+w = exp(reward / tau). Prompts too long for the sequence are cut from the left of the history
+(earliest action/feedback pairs first; system and first user message always stay), then the
+reply's end; every cut and every example with no room left is counted in a `TruncationReport`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from w4s_jax.configlib import ConfigError
+from w4s_jax.rlao.trajectories import Trajectory
+
+WEIGHT_MODES = ("raw", "clip", "normalize")
+
+
+class TrainingTokenizer(Protocol):
+    """The part of `ChatTokenizer` (docs/interfaces.md) the trainer needs."""
+
+    def encode_training_pair(self, prompt_messages: Sequence[dict[str, str]], reply: str) -> tuple[list[int], list[int]]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightConfig:
+    """w = exp(r / tau), then clipped at max_weight (mode clip) or scaled to mean 1 (mode normalize)."""
+
+    tau: float = 0.4
+    mode: str = "raw"
+    max_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.tau > 0:
+            raise ConfigError(f"rlao.tau: must be > 0, got {self.tau}; the paper uses 0.4")
+        if self.mode not in WEIGHT_MODES:
+            raise ConfigError(f"rlao.weight_mode: {self.mode!r} is not one of {WEIGHT_MODES}")
+        if self.mode == "clip" and not self.max_weight > 0:
+            raise ConfigError(f"rlao.max_weight: must be > 0 with weight_mode=clip, got {self.max_weight}")
+
+
+def example_weights(rewards: Sequence[float], config: WeightConfig) -> np.ndarray:
+    """Per-example weights (float64) over the whole dataset, the same on every host."""
+    weights = np.exp(np.asarray(rewards, np.float64) / config.tau)
+    if config.mode == "clip":
+        weights = np.minimum(weights, config.max_weight)
+    elif config.mode == "normalize" and weights.size:
+        weights = weights / weights.mean()
+    return weights
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One tokenized conversation; `loss_mask` is 1 on the target (reply) tokens."""
+
+    ids: np.ndarray  # int32 [n]
+    loss_mask: np.ndarray  # int32 [n]
+    weight: float
+    source: str
+
+
+@dataclasses.dataclass
+class TruncationReport:
+    """What was cut to fit `max_len`; printed and logged so nothing is lost silently."""
+
+    max_len: int
+    examples: int = 0
+    history_truncated: int = 0
+    pairs_dropped: int = 0
+    target_truncated: int = 0
+    dropped_no_room: int = 0
+    dropped_sources: list[str] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.examples} examples (max_len {self.max_len}): {self.history_truncated} with history cut "
+            f"({self.pairs_dropped} action/feedback pairs dropped), {self.target_truncated} with the reply's end "
+            f"cut, {self.dropped_no_room} dropped because system + first user message leave no room for the reply"
+        )
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "dropped_sources"} | {
+            "dropped_sources": self.dropped_sources[:20]
+        }
+
+
+def _head_length(messages: Sequence[dict[str, str]]) -> int:
+    """Messages kept whatever the length: up to and including the first user message."""
+    first_user = next(i for i, m in enumerate(messages) if m["role"] == "user")
+    return first_user + 1
+
+
+def _fit(
+    record: Trajectory, tokenizer: TrainingTokenizer, max_len: int, report: TruncationReport
+) -> tuple[list[int], list[int]] | None:
+    """Encodes one record into at most `max_len` tokens, cutting history, then the reply's end."""
+    messages = list(record.messages)
+    head = _head_length(messages)
+    ids, mask = tokenizer.encode_training_pair(messages, record.reply)
+    dropped_pairs = 0
+    while len(ids) > max_len and len(messages) > head:
+        # History after the head alternates (action, feedback): drop the earliest pair so the turn
+        # structure stays intact; at worst only system + first user message remain.
+        del messages[head : head + 2]
+        dropped_pairs += 1
+        ids, mask = tokenizer.encode_training_pair(messages, record.reply)
+    if dropped_pairs:
+        report.history_truncated += 1
+        report.pairs_dropped += dropped_pairs
+    if len(ids) > max_len:
+        ids, mask = ids[:max_len], mask[:max_len]
+        if not any(mask):
+            report.dropped_no_room += 1
+            report.dropped_sources.append(record.source)
+            return None
+        report.target_truncated += 1
+    return ids, mask
+
+
+def build_examples(
+    records: Sequence[Trajectory], tokenizer: TrainingTokenizer, max_len: int, weights: WeightConfig
+) -> tuple[list[Example], TruncationReport]:
+    """Tokenized, length-fitted, weighted examples and the report of what was cut or dropped."""
+    report = TruncationReport(max_len=max_len)
+    fitted: list[tuple[list[int], list[int], Trajectory]] = []
+    for record in records:
+        encoded = _fit(record, tokenizer, max_len, report)
+        if encoded is not None:
+            fitted.append((*encoded, record))
+    if not fitted:
+        raise ConfigError(
+            f"train.seq_len: no trajectory fits in {max_len} tokens (system + first user message too long "
+            f"in all {len(records)} records); raise train.seq_len"
+        )
+    example_w = example_weights([r.reward for _, _, r in fitted], weights)
+    examples = [
+        Example(np.asarray(ids, np.int32), np.asarray(mask, np.int32), float(w), record.source)
+        for (ids, mask, record), w in zip(fitted, example_w)
+    ]
+    report.examples = len(examples)
+    return examples, report

@@ -1,0 +1,189 @@
+"""Child-side confinement layers, applied by the worker to itself before any untrusted code runs.
+
+Standard library only (the worker runs under `python -I -S`). Every layer is tried, a layer the OS
+refuses is skipped, and the names of the layers that took effect are reported to the parent so a
+run records how strongly it was confined. See docs/sandbox_threat_model.md for what each one stops.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 0x1, 0x2, 0x4, 0x20, 0x1000
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_DUMPABLE = 4
+
+# Audit events refused outright: processes, signals, sockets, native code, limit changes, heap walks.
+BLOCKED_EVENT_PREFIXES = (
+    "socket.", "subprocess.", "os.system", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn",
+    "os.exec", "os.kill", "os.killpg", "os.setuid", "os.setgid", "os.setreuid", "os.setregid",
+    "signal.pthread_kill", "pty.", "ctypes.", "resource.setrlimit", "resource.prlimit",
+    "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.addaudithook", "sys.remote_exec",
+    "os.startfile", "winreg.", "webbrowser.", "urllib.", "http.", "ftplib.", "smtplib.", "imaplib.",
+    "poplib.", "nntplib.", "telnetlib.", "os.add_dll_directory", "sqlite3.",
+    "shutil.chown", "os.chown", "os.chroot", "os.setxattr", "os.removexattr",
+)
+# Modules whose import would give a way around the hooks (raw fork/exec without an audit event,
+# native calls). Sockets are stopped by the socket.* events and the empty network namespace.
+BLOCKED_IMPORTS = frozenset({
+    "ctypes", "_ctypes", "_posixsubprocess", "subprocess", "multiprocessing", "_multiprocessing",
+    "_posixshmem", "pty",
+})
+# Audit events that take one or two paths and change the file system: allowed inside the workdir only.
+PATH_WRITE_EVENTS = frozenset({
+    "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.link", "os.symlink",
+    "os.truncate", "os.utime", "os.chflags", "os.lchflags", "shutil.rmtree", "shutil.copyfile",
+    "shutil.copymode", "shutil.copystat", "shutil.copytree", "shutil.move", "shutil.make_archive",
+    "shutil.unpack_archive", "os.chdir",
+})
+PATH_READ_EVENTS = frozenset({"os.listdir", "os.scandir", "glob.glob", "glob.glob/2", "os.walk"})
+READABLE_DEVICES = frozenset({"/dev/null", "/dev/urandom", "/dev/random", "/dev/zero"})
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def apply_rlimits(*, cpu_seconds: int, memory_mb: int, max_file_mb: int, max_open_files: int,
+                  max_tasks: int) -> list[str]:
+    """Sets soft = hard for every limit so the worker cannot raise any of them again."""
+    wanted = {
+        "RLIMIT_CPU": (cpu_seconds, cpu_seconds + 1),
+        "RLIMIT_AS": (memory_mb << 20, memory_mb << 20),
+        "RLIMIT_FSIZE": (max_file_mb << 20, max_file_mb << 20),
+        "RLIMIT_NOFILE": (max_open_files, max_open_files),
+        "RLIMIT_CORE": (0, 0),
+        "RLIMIT_NPROC": (max_tasks, max_tasks),
+    }
+    applied = []
+    for name, (soft, hard) in wanted.items():
+        try:
+            resource.setrlimit(getattr(resource, name), (soft, hard))
+            applied.append(name)
+        except (ValueError, OSError):
+            continue
+    return applied
+
+
+def _libc():
+    import ctypes  # loaded only for the privileged set-up, then purged
+
+    return ctypes, ctypes.CDLL(None, use_errno=True)
+
+
+def _private_filesystem(libc, workdir: str, uid: int, workdir_mb: int) -> list[str]:
+    """In a fresh mount namespace: the workdir becomes a size-capped tmpfs, / and /dev/shm read-only."""
+    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        return []  # without private propagation a mount here could leak to the host: do nothing
+    layers = []
+    options = f"size={workdir_mb}m,nr_inodes=4096,mode=0700,uid={uid},gid={uid}".encode()
+    if libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options) == 0:
+        os.chdir(workdir)
+        layers.append(f"workdir_tmpfs={workdir_mb}m")
+    if libc.mount(None, b"/", None, MS_REMOUNT | MS_BIND | MS_RDONLY, None) == 0:
+        layers.append("readonly_root")
+    if libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, b"size=4k,nr_inodes=2") == 0:
+        layers.append("readonly_shm")
+    return layers
+
+
+def unshare_and_drop(uid: int | None, workdir_mb: int) -> list[str]:
+    """New mount/network/IPC/UTS namespaces, a private capped workdir, then a fresh unprivileged uid,
+    no-new-privs and not dumpable.
+
+    As root the namespaces need no user namespace; without root a user namespace is tried first
+    (it needs unprivileged user namespaces enabled) and the mount layers are skipped. A refused step
+    is skipped.
+    """
+    layers: list[str] = []
+    try:
+        ctypes, libc = _libc()
+    except OSError:
+        return layers
+    is_root = os.geteuid() == 0
+    flags = CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    flags |= CLONE_NEWNS if is_root and uid is not None else CLONE_NEWUSER
+    if libc.unshare(flags) == 0:
+        layers += ["netns", "ipcns", "utsns"]
+        if flags & CLONE_NEWNS:
+            layers += ["mountns", *_private_filesystem(libc, os.getcwd(), uid, workdir_mb)]
+        else:
+            layers.append("userns")
+    if is_root and uid is not None:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            layers.append(f"uid={uid}")
+        except OSError:
+            pass
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
+        layers.append("no_new_privs")
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0:
+        layers.append("not_dumpable")
+    del ctypes, libc
+    for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
+        del sys.modules[name]
+    return layers
+
+
+def _under(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == root or path.startswith(root + os.sep) for root in roots)
+
+
+def install_audit_hook(workdir: str, read_roots: tuple[str, ...]) -> None:
+    """Refuses, from now on, file access outside `workdir` (reads also under `read_roots`), and every
+    event in BLOCKED_EVENT_PREFIXES / BLOCKED_IMPORTS. The hook cannot be removed once added."""
+    workdir = os.path.realpath(workdir)
+    write_roots = (workdir,)
+    readable = (workdir, *(os.path.realpath(r) for r in read_roots))
+    realpath, fsdecode = os.path.realpath, os.fsdecode
+    blocked_prefixes, blocked_imports = BLOCKED_EVENT_PREFIXES, BLOCKED_IMPORTS
+
+    def resolve(path) -> str | None:
+        if isinstance(path, int):
+            return None
+        try:
+            return realpath(fsdecode(path))
+        except (TypeError, ValueError):
+            return "\0invalid"
+
+    def deny(what: str) -> None:
+        raise PermissionError(f"sandbox: {what} is not allowed in a workflow")
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open":
+            path, mode, flags = (*tuple(args), None, None, 0)[:3]
+            target = resolve(path)
+            if target is None:
+                return
+            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool(
+                isinstance(flags, int) and flags & WRITE_FLAGS
+            )
+            if writing and not _under(target, write_roots) and target != "/dev/null":
+                deny(f"writing {target} (outside the working directory)")
+            if not writing and not _under(target, readable) and target not in READABLE_DEVICES:
+                deny(f"reading {target} (outside the working directory)")
+        elif event == "import":
+            name = args[0] if args else ""
+            if isinstance(name, str) and name.split(".")[0] in blocked_imports:
+                deny(f"import of {name}")
+        elif event.startswith(blocked_prefixes):
+            deny(event)
+        elif event in PATH_WRITE_EVENTS:
+            for arg in args[:2]:
+                if isinstance(arg, (str, bytes, os.PathLike)):
+                    target = resolve(arg)
+                    if target is not None and not _under(target, write_roots):
+                        deny(f"{event} on {target} (outside the working directory)")
+        elif event in PATH_READ_EVENTS and args:
+            target = resolve(args[0]) if isinstance(args[0], (str, bytes, os.PathLike)) else None
+            if target is not None and not _under(target, readable):
+                deny(f"{event} on {target} (outside the working directory)")
+
+    sys.addaudithook(hook)

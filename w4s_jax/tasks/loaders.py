@@ -1,0 +1,145 @@
+"""Reading benchmark files into rows that remember where they came from, served through grain.
+
+Every row carries its location ("file:line"), so a malformed row gives an error that names the
+file, the line and the field. Single-file benchmarks are split by a seeded shuffle (1:4 validate to
+test, as in AFlow); the split is a pure function of the file and the seed.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import json
+import pathlib
+import random
+from collections.abc import Callable, Sequence
+
+import grain
+
+
+class DataError(ValueError):
+    """Bad benchmark data or data location: the message names the file, line and field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One parsed record and its location, e.g. `data/gsm8k/test.jsonl:12`."""
+
+    location: str
+    fields: dict
+
+    def get(self, name: str, kind: type | tuple[type, ...] = str) -> object:
+        """The field's value, checked for presence and type (a clear DataError otherwise)."""
+        if name not in self.fields:
+            raise DataError(f"{self.location}: missing field '{name}' (fields present: {sorted(self.fields)})")
+        value = self.fields[name]
+        if not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise DataError(f"{self.location}: field '{name}' should be {names}, got {type(value).__name__}")
+        return value
+
+
+def require_file(path: pathlib.Path) -> pathlib.Path:
+    if not path.is_file():
+        parent = path.parent
+        listing = sorted(p.name for p in parent.iterdir()) if parent.is_dir() else []
+        where = f"; {parent} holds {listing}" if parent.is_dir() else f"; directory {parent} does not exist"
+        raise DataError(f"{path}: benchmark file not found{where}")
+    return path
+
+
+def read_jsonl(path: pathlib.Path) -> list[Row]:
+    """Rows of a .jsonl or .jsonl.gz file; a line that is not a JSON object is an error naming it."""
+    path = require_file(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}:{number}: invalid JSON ({error.msg} at column {error.colno})") from None
+            if not isinstance(value, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object, got {type(value).__name__}")
+            rows.append(Row(f"{path}:{number}", value))
+    return rows
+
+
+def read_json_array(path: pathlib.Path) -> list[Row]:
+    """Rows of a file holding one JSON array of objects (location = file:[index])."""
+    path = require_file(path)
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}:{error.lineno}: invalid JSON ({error.msg})") from None
+    if not isinstance(values, list):
+        raise DataError(f"{path}: expected a JSON array of objects, got {type(values).__name__}")
+    rows = []
+    for index, value in enumerate(values):
+        if not isinstance(value, dict):
+            raise DataError(f"{path}:[{index}]: expected a JSON object, got {type(value).__name__}")
+        rows.append(Row(f"{path}:[{index}]", value))
+    return rows
+
+
+def read_tsv(path: pathlib.Path, columns: Sequence[str]) -> list[Row]:
+    """Rows of a header-less TSV file with exactly `columns` per line."""
+    path = require_file(path)
+    rows = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != len(columns):
+                raise DataError(f"{path}:{number}: expected {len(columns)} tab-separated fields "
+                                f"({', '.join(columns)}), got {len(parts)}")
+            rows.append(Row(f"{path}:{number}", dict(zip(columns, parts))))
+    return rows
+
+
+def read_csv(path: pathlib.Path) -> list[Row]:
+    """Rows of a CSV file with a header line (location = file:row number, header = row 1)."""
+    path = require_file(path)
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        return [Row(f"{path}:row {index + 2}", dict(record)) for index, record in enumerate(reader)]
+
+
+def seeded_split(rows: Sequence[Row], split: str, seed: int, validate_fraction: float = 0.2) -> list[Row]:
+    """The `split` ('validate' or 'test') of a single-file benchmark: a seeded shuffle cut 1:4."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    cut = round(len(rows) * validate_fraction)
+    chosen = sorted(order[:cut]) if split == "validate" else sorted(order[cut:])
+    return [rows[i] for i in chosen]
+
+
+def tfds_rows(name: str, split: str, data_dir: str, seed: int) -> list[Row]:
+    """Rows of a prepared TFDS dataset: its 'test' split cut 1:4 like the single-file benchmarks.
+
+    Offline there is no TFDS data; the error then says how to prepare it.
+    """
+    try:
+        import tensorflow_datasets as tfds
+
+        source = tfds.data_source(name, data_dir=data_dir or None, split="test", download=False)
+        records = [source[i] for i in range(len(source))]
+    except Exception as error:
+        raise DataError(f"TFDS dataset {name!r} could not be read from data_dir {data_dir!r}: "
+                        f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}. Prepare it with `tfds build {name} "
+                        "--data_dir DIR` on a machine with network, or use the JSONL layout of shared/data") from None
+    rows = []
+    for index, record in enumerate(records):
+        fields = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in record.items()}
+        rows.append(Row(f"tfds:{name}/test[{index}]", fields))
+    return seeded_split(rows, split, seed)
+
+
+def as_dataset(rows: Sequence[Row], to_example: Callable[[Row], object]) -> grain.MapDataset:
+    """A grain MapDataset of parsed examples (random access, so samplers and limits are cheap)."""
+    return grain.MapDataset.source(list(rows)).map(to_example)

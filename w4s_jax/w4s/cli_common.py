@@ -1,0 +1,36 @@
+"""What `w4s-jax optimize` and `w4s-jax collect` share: up-front config checks and the summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from w4s_jax.config_checks import validate
+from w4s_jax.configlib import ConfigError
+from w4s_jax.w4s.seeds import seed_workflows
+from w4s_jax.w4s.settings import check_meta_agent, loop_settings, rollout_plan
+
+
+def check_run_config(config: Any) -> None:
+    """Every field a run uses, checked before anything is loaded or paid for."""
+    check_meta_agent(config)
+    sections = ["executor", "task", "sampling", "sandbox", "output_dir"]
+    if config.meta_agent.kind == "jax":
+        sections += ["model", "mesh"]
+    validate(config, sections=sections)
+    loop_settings(config)
+    from w4s_jax import tasks
+
+    for name, _ in rollout_plan(config):
+        if name not in tasks.known_tasks():
+            raise ConfigError(f"w4s.tasks: unknown benchmark {name!r}; known: {', '.join(tasks.known_tasks())}")
+        seed_workflows(tasks.get_task(name), config.w4s.seed_workflows)
+
+
+def print_summary(command: str, result: Any) -> None:
+    for task, best in result.best_workflows.items():
+        test = "not run" if best.test_score is None else f"{best.test_score:.3f}"
+        print(f"{command}: {task}: best validation {best.val_score:.3f} ({best.origin}, {best.path}); test {test}")
+    if result.stopped_reason:
+        print(f"{command}: stopped early: {result.stopped_reason}")
+    print(f"{command}: {result.trajectory_count} trajectories -> {result.trajectories_path}")
+    print(f"{command}: report -> {result.report_path}")

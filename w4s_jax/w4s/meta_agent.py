@@ -1,0 +1,27 @@
+"""Builds the meta-agent `Policy` named by `config.meta_agent.kind`.
+
+'openai' needs nothing but HTTP; 'jax' loads the model and tokenizer (model.preset + model.path) into
+an in-process sampler on the configured mesh, so JAX is only imported when it is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from w4s_jax.w4s.policy import OpenAIPolicy, Policy, SamplerPolicy
+
+
+def policy_from_config(config: Any) -> Policy:
+    if config.meta_agent.kind == "openai":
+        return OpenAIPolicy.from_config(config.meta_agent)
+    from w4s_jax.models import load_model
+    from w4s_jax.parallel.mesh import make_mesh
+    from w4s_jax.sampling.chat import ChatTokenizer
+    from w4s_jax.sampling.sampler import Sampler
+
+    mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+    _, model = load_model(config.model.preset, config.model.path, mesh=mesh, dtype=config.model.dtype,
+                          param_dtype=config.model.param_dtype, scan_layers=config.model.scan_layers)
+    tokenizer = ChatTokenizer.from_path(config.model.path)
+    sampler = Sampler(model, tokenizer, mesh, max_prompt_len=config.sampling.max_prompt_len)
+    return SamplerPolicy(sampler, top_p=config.sampling.top_p, top_k=config.sampling.top_k)

@@ -1,0 +1,133 @@
+"""The meta-agent as a `Policy`: a batch of chat conversations in, sampled replies out.
+
+Two implementations: `OpenAIPolicy` for any OpenAI-compatible endpoint (vLLM, SGLang, the project's
+own `w4s-jax serve`) and `SamplerPolicy` for the in-process JAX sampler. `seed` may be one int per
+conversation: the loop seeds every sample by (rollout, episode, turn, candidate, repair), so a sample
+does not depend on which other requests shared its batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import aiohttp
+
+Conversation = list[dict[str, str]]
+LOG = logging.getLogger("w4s_jax.w4s")
+
+
+class PolicyError(RuntimeError):
+    """The meta-agent could not produce a reply (endpoint down, bad status after retries)."""
+
+
+class Policy(Protocol):
+    async def generate(self, conversations: Sequence[Conversation], *, n: int = 1, temperature: float,
+                       max_new_tokens: int, seed: int | Sequence[int]) -> list[list[str]]:
+        """`n` replies per conversation; `seed` is one int for all or one per conversation."""
+        ...
+
+
+def per_conversation_seeds(count: int, seed: int | Sequence[int]) -> list[int]:
+    if isinstance(seed, int):
+        return [seed] * count
+    seeds = list(seed)
+    if len(seeds) != count:
+        raise ValueError(f"got {len(seeds)} seeds for {count} conversations; pass one int or one per conversation")
+    return seeds
+
+
+class OpenAIPolicy:
+    """Chat completions over HTTP, one request per conversation, at most `max_concurrency` in flight."""
+
+    def __init__(self, base_url: str, model: str, *, api_key: str = "", timeout_s: float = 600.0,
+                 max_concurrency: int = 16, max_retries: int = 3) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.semaphore = asyncio.Semaphore(max_concurrency)
+        self.max_retries = max_retries
+
+    @classmethod
+    def from_config(cls, meta_agent_cfg: Any) -> OpenAIPolicy:
+        key = os.environ.get(meta_agent_cfg.api_key_env, "") if meta_agent_cfg.api_key_env else ""
+        return cls(meta_agent_cfg.base_url, meta_agent_cfg.model, api_key=key,
+                   timeout_s=meta_agent_cfg.timeout_s, max_concurrency=meta_agent_cfg.max_concurrency)
+
+    async def _one(self, session: aiohttp.ClientSession, conversation: Conversation, n: int,
+                   temperature: float, max_new_tokens: int, seed: int) -> list[str]:
+        body = {"model": self.model, "messages": conversation, "n": n, "temperature": temperature,
+                "max_tokens": max_new_tokens, "seed": seed}
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                await asyncio.sleep(min(8.0, 0.5 * 2**attempt))
+            try:
+                async with self.semaphore, session.post(self.url, json=body, headers=self.headers) as response:
+                    text = await response.text()
+                    if response.status == 200:
+                        choices = (await response.json(content_type=None))["choices"]
+                        return [choice["message"]["content"] or "" for choice in choices]
+                    last = f"HTTP {response.status}: {text[:300]}"
+                    if response.status < 500 and response.status != 429:
+                        break
+            except (TimeoutError, aiohttp.ClientError) as error:
+                last = f"{type(error).__name__}: {error}"
+        raise PolicyError(f"meta-agent endpoint {self.url} (model {self.model!r}) failed: {last}")
+
+    async def generate(self, conversations: Sequence[Conversation], *, n: int = 1, temperature: float,
+                       max_new_tokens: int, seed: int | Sequence[int]) -> list[list[str]]:
+        seeds = per_conversation_seeds(len(conversations), seed)
+        async with aiohttp.ClientSession(timeout=self.timeout) as session:
+            return list(await asyncio.gather(*[
+                self._one(session, conversation, n, temperature, max_new_tokens, one_seed)
+                for conversation, one_seed in zip(conversations, seeds)
+            ]))
+
+
+class SamplerPolicy:
+    """The in-process JAX sampler (`w4s_jax.sampling.Sampler`) behind the Policy seam.
+
+    Each conversation is its own sampler request with its own seed (the sampler keys its random
+    stream by seed, prompt and sample index), so a reply does not depend on its batch-mates, and all
+    of them still run in shared compiled calls. Generation runs in a worker thread so that evaluations
+    keep running meanwhile. On several hosts each host's actor passes only its own rollouts'
+    conversations and the hosts call `generate` together, in lockstep (see `actor.py`).
+    """
+
+    def __init__(self, sampler: Any, *, top_p: float = 1.0, top_k: int = 0) -> None:
+        self.sampler = sampler
+        self.top_p = top_p
+        self.top_k = top_k
+        self.too_long = 0
+
+    def prompt_limit(self, max_new_tokens: int) -> int:
+        return min(self.sampler.max_prompt_len, self.sampler.config.max_positions - max_new_tokens)
+
+    async def generate(self, conversations: Sequence[Conversation], *, n: int = 1, temperature: float,
+                       max_new_tokens: int, seed: int | Sequence[int]) -> list[list[str]]:
+        from w4s_jax.sampling.params import SamplingParams
+
+        seeds = per_conversation_seeds(len(conversations), seed)
+        prompts = [self.sampler.tokenizer.encode_chat(conversation) for conversation in conversations]
+        limit = self.prompt_limit(max_new_tokens)
+        fits = [index for index, prompt in enumerate(prompts) if len(prompt) <= limit]
+        if len(fits) < len(prompts):
+            # The model cannot read these: they get empty replies, which the loop records as invalid
+            # actions ("empty reply"), instead of one long prompt failing the whole batch and run.
+            self.too_long += len(prompts) - len(fits)
+            LOG.warning("%d of %d meta-agent prompts exceed %d tokens and get empty replies",
+                        len(prompts) - len(fits), len(prompts), limit)
+        requests = [([prompts[index]], SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
+                                                      top_p=self.top_p, top_k=self.top_k, n=n,
+                                                      seed=seeds[index] % 2**31))
+                    for index in fits]
+        results = await asyncio.to_thread(self.sampler.generate_requests, requests) if requests else []
+        replies = [[""] * n for _ in prompts]
+        for index, result in zip(fits, results):
+            replies[index] = [completion.text for completion in result[0]]
+        return replies

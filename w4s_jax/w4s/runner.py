@@ -1,0 +1,162 @@
+"""`run_w4s(config, policy, output_dir) -> RunResult`: the whole W4S run behind `optimize`, `collect`,
+the RLAO rounds and the demo.
+
+Order of events: rollouts (tasks x seeds) run concurrently against one executor client, one sandbox
+and one generation batcher; when all have ended, each task's final workflow is chosen by validation
+score alone, and only then scored once on the test split. Trajectories and the report are written
+last. Rerun with the same output_dir, a killed run resumes from its journal (see journal.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import pathlib
+from typing import Any
+
+from w4s_jax import tasks as task_registry
+from w4s_jax.executor import ExecutorClient
+from w4s_jax.executor.errors import BudgetExceeded
+from w4s_jax.sandbox import Sandbox
+from w4s_jax.w4s.actor import GenerationBatcher
+from w4s_jax.w4s.archive import Archive
+from w4s_jax.w4s.episode import Rollout
+from w4s_jax.w4s.evaluations import JournaledEvaluations
+from w4s_jax.w4s.journal import Journal
+from w4s_jax.w4s.policy import Policy
+from w4s_jax.w4s.progress import ProgressView
+from w4s_jax.w4s.report import BestWorkflow, plot_curves, write_report
+from w4s_jax.w4s.sandbox_evaluator import SandboxEvaluator
+from w4s_jax.w4s.seeds import seed_workflows
+from w4s_jax.w4s.settings import check_resume_fingerprint, loop_settings, rollout_plan
+from w4s_jax.w4s.trajectories import write_trajectories
+
+LOG = logging.getLogger("w4s_jax.w4s")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    output_dir: pathlib.Path
+    trajectories_path: pathlib.Path
+    report_path: pathlib.Path
+    journal_path: pathlib.Path
+    best_workflows: dict[str, BestWorkflow]
+    trajectory_count: int
+    stopped_reason: str
+
+    @property
+    def best_workflow(self) -> str:
+        """Source of the final workflow of the first task (the only one for `optimize`)."""
+        if not self.best_workflows:
+            raise ValueError(f"no workflow was scored on validation ({self.stopped_reason or 'no rollout ran'})")
+        return next(iter(self.best_workflows.values())).source
+
+
+def run_w4s(config: Any, policy: Policy, output_dir: str | pathlib.Path) -> RunResult:
+    """Synchronous entry point (one event loop for the whole run)."""
+    return asyncio.run(run_w4s_async(config, policy, output_dir))
+
+
+async def _run_rollout(rollout: Rollout) -> None:
+    try:
+        await rollout.run()
+    except BudgetExceeded as error:
+        rollout.stopped_reason = str(error)
+        LOG.warning("%s stopped: %s", rollout.rollout_id, error)
+
+
+async def _run_all(rollouts: list[Rollout]) -> None:
+    """Runs the rollouts concurrently; any error other than the budget cancels the others."""
+    running = [asyncio.create_task(_run_rollout(rollout)) for rollout in rollouts]
+    try:
+        await asyncio.gather(*running)
+    except BaseException:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        raise
+
+
+def _choose(task_name: str, rollouts: list[Rollout], output_dir: pathlib.Path) -> BestWorkflow | None:
+    """The task's final workflow by validation score (earliest rollout and entry win ties); None when
+    nothing was scored (a run stopped by the budget before its seeds were evaluated)."""
+    candidates = [(r.archive.best(), r) for r in rollouts if r.task_name == task_name and r.archive.entries]
+    if not candidates:
+        return None
+    entry, rollout = max(candidates, key=lambda pair: (pair[0].val_score, -candidates.index(pair)))
+    source = rollout.archive.sources[entry.workflow_hash]
+    path = output_dir / f"best_workflow_{task_name}.py"
+    path.write_text(source, encoding="utf-8")
+    return BestWorkflow(task_name, rollout.rollout_id, entry.origin, source, entry.val_score, None, path.name)
+
+
+async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.Path) -> RunResult:
+    settings = loop_settings(config)
+    plan = rollout_plan(config)
+    output_dir = pathlib.Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    run_name = output_dir.name
+    journal = Journal(output_dir / "journal.jsonl")
+    check_resume_fingerprint(journal, config)
+    executor = ExecutorClient.from_config(config.executor, output_dir)
+    tasks = {name: task_registry.get_task(name, config.task.seed) for name, _ in plan}
+    val_examples = {name: task.load("validate", config.task.data_dir, config.task.val_limit)
+                    for name, task in tasks.items()}
+    batcher = GenerationBatcher(policy, journal, temperature=float(config.sampling.temperature),
+                                max_new_tokens=int(config.sampling.max_new_tokens),
+                                lockstep=bool(config.w4s.lockstep_generation),
+                                window_s=float(config.w4s.batch_window_s))
+    rollout_ids = [f"{name}-s{seed}" for name, seed in plan]
+    progress = ProgressView(rollout_ids, settings.max_iterations, lambda: executor.usage()["spent_usd"],
+                            enabled=bool(config.w4s.progress))
+    try:
+        async with Sandbox(config.sandbox) as sandbox:
+            evaluations = JournaledEvaluations(SandboxEvaluator(sandbox, executor), journal,
+                                               int(config.w4s.max_concurrent_evaluations))
+            rollouts = [
+                Rollout(rollout_id=rollout_id, task_name=name, task=tasks[name], seed=seed,
+                        val_examples=val_examples[name],
+                        seed_workflows=seed_workflows(tasks[name], config.w4s.seed_workflows),
+                        settings=settings, batcher=batcher, evaluations=evaluations, journal=journal,
+                        archive=Archive(output_dir / "archive" / rollout_id), on_turn=progress.on_turn)
+                for rollout_id, (name, seed) in zip(rollout_ids, plan)
+            ]
+            batcher.join(len(rollouts))
+            await _run_all(rollouts)
+            stopped = next((r.stopped_reason for r in rollouts if r.stopped_reason), "")
+            best = [choice for name in tasks if (choice := _choose(name, rollouts, output_dir)) is not None]
+            if config.w4s.test_eval and not stopped:
+                best = [await _score_on_test(choice, tasks[choice.task], config, evaluations) for choice in best]
+    finally:
+        progress.close()
+        await executor.aclose()
+        journal.close()
+    trajectories_path = output_dir / "trajectories.jsonl"
+    count = write_trajectories(trajectories_path, run_name, rollouts)
+    plot_curves(rollouts, output_dir / "validation_curve.png")
+    usage = executor.usage()
+    meta = {"generations": sum(batcher.batch_sizes), "batches": len(batcher.batch_sizes),
+            "largest_batch": max(batcher.batch_sizes, default=0), "replayed": len(batcher.replayed)}
+    report_path = output_dir / "report.md"
+    evaluation_counts = {"run": evaluations.paid, "replayed": evaluations.replayed}
+    write_report(report_path, run_name=run_name, rollouts=rollouts, best=best, executor_usage=usage,
+                 meta_agent=meta, evaluations=evaluation_counts, plot_file="validation_curve.png",
+                 stopped_reason=stopped)
+    summary = {"run": run_name, "stopped_reason": stopped, "trajectories": count, "meta_agent": meta,
+               "evaluations": evaluation_counts,
+               "executor_spent_usd": usage.get("spent_usd", 0.0),
+               "best": {b.task: {"rollout": b.rollout_id, "origin": b.origin, "val_score": b.val_score,
+                                 "test_score": b.test_score, "file": b.path} for b in best}}
+    (output_dir / "result.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return RunResult(output_dir, trajectories_path, report_path, output_dir / "journal.jsonl",
+                     {b.task: b for b in best}, count, stopped)
+
+
+async def _score_on_test(choice: BestWorkflow, task: Any, config: Any,
+                         evaluations: JournaledEvaluations) -> BestWorkflow:
+    """The one test evaluation of the chosen workflow; its result goes to the report only."""
+    examples = task.load("test", config.task.data_dir, config.task.test_limit)
+    outcome = await evaluations.run(choice.task, task, "test", choice.source, examples)
+    return dataclasses.replace(choice, test_score=outcome.score)

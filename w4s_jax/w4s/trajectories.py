@@ -1,0 +1,61 @@
+"""Writes the RLAO training data: one `w4s-trajectory/1` JSON object per candidate (docs/trajectories.md).
+
+The file is written whole at the end of a run from the rollouts' turn logs (atomically, so a reader
+never sees half a file); the journal is what survives a crash, and a resumed run rebuilds the same
+turn logs from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from collections.abc import Iterable
+from typing import Any
+
+from w4s_jax.w4s.actions import workflow_hash
+from w4s_jax.w4s.episode import Rollout
+
+SCHEMA = "w4s-trajectory/1"
+
+
+def trajectory_records(run_name: str, rollout: Rollout) -> Iterable[dict[str, Any]]:
+    """The records of one rollout, in (episode, turn, candidate) order."""
+    for log in rollout.turns:
+        for candidate in log.candidates:
+            yield {
+                "schema": SCHEMA,
+                "run": run_name,
+                "rollout": rollout.rollout_id,
+                "task": rollout.task_name,
+                "seed": rollout.seed,
+                "episode": log.episode,
+                "turn": log.turn,
+                "iteration": log.iteration,
+                "candidate": candidate.index,
+                "messages": log.state,
+                "reply": candidate.reply,
+                "reward": candidate.reward,
+                "val_score": candidate.score,
+                "valid_action": candidate.action.valid,
+                "selected": candidate.selected,
+                "repairs": candidate.repairs,
+                "workflow_hash": workflow_hash(candidate.action.workflow) if candidate.action.valid else "",
+                "note": candidate.note,
+            }
+
+
+def write_trajectories(path: str | os.PathLike[str], run_name: str, rollouts: Iterable[Rollout]) -> int:
+    """Writes all rollouts' records to `path` (JSONL); returns the number of records."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for rollout in rollouts:
+            for record in trajectory_records(run_name, rollout):
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return count

@@ -1,0 +1,32 @@
+"""Built-in baseline workflows in the paper's interface: the baselines of `w4s-jax eval` and the
+seed library of the W4S loop. Each is a plain `.py` file defining `solver(agent, task)`; callers read
+its source text (workflows always run in the sandbox, never imported into the trainer)."""
+
+from __future__ import annotations
+
+import pathlib
+
+WORKFLOW_DIR = pathlib.Path(__file__).resolve().parent
+BUILTIN_WORKFLOWS: dict[str, str] = {
+    "cot": "Chain of thought: one step-by-step executor call.",
+    "cot_sc": "Chain of thought with self-consistency: 5 samples, majority vote.",
+    "self_refine": "Self-Refine: answer, critique and revise (up to 2 rounds).",
+    "code_generation": "Program-aided: the executor writes solution(), execute_code runs it.",
+    "code_writer": "Code tasks: write the function, test on the public tests, repair.",
+}
+
+
+def builtin_names() -> list[str]:
+    return list(BUILTIN_WORKFLOWS)
+
+
+def builtin_source(name: str) -> str:
+    """The source of a built-in workflow, or KeyError naming the known ones."""
+    if name not in BUILTIN_WORKFLOWS:
+        raise KeyError(f"unknown built-in workflow {name!r}; known: {', '.join(BUILTIN_WORKFLOWS)}")
+    return (WORKFLOW_DIR / f"{name}.py").read_text(encoding="utf-8")
+
+
+def seed_library() -> dict[str, str]:
+    """name -> source of every built-in workflow (the W4S loop's starting archive)."""
+    return {name: builtin_source(name) for name in BUILTIN_WORKFLOWS}
