@@ -120,7 +120,9 @@ def run(quick: bool = False) -> dict:
     rows = [f"| {r['client']} | {r['concurrency']} | {r['calls']} | {r['calls_per_s']:.0f} | "
             f"{r['ideal_calls_per_s']:.0f} | {r['fraction_of_ideal']:.2f} | {r['client_cpu_ms_per_call']:.2f} | "
             f"{r['server_cpu_ms_per_call']:.2f} |" for r in results]
+    at_256 = [r["fraction_of_ideal"] for r in results if r["concurrency"] == 256]
     return {"name": "executor_throughput", "latency_ms": LATENCY_MS, "cpu_count": os.cpu_count(),
+            "target": ">= 0.90 of ideal at concurrency 256", "meets_target": max(at_256) >= 0.9,
             "load_average_1min": os.getloadavg()[0], "quick": quick, "results": results,
             "header": header, "rows": rows}
 

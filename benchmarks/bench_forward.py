@@ -24,11 +24,12 @@ import jax
 import numpy as np
 import torch
 import transformers
+from flax import nnx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from w4s_jax.models import export_hf, load_model, smollm2_gguf_path  # noqa: E402
-from w4s_jax.parallel.mesh import make_mesh  # noqa: E402
+from w4s_jax.models import export_hf, load_model, smollm2_gguf_path
+from w4s_jax.parallel.mesh import make_mesh
 
 
 def _timed(fn, iterations: int) -> float:
@@ -55,9 +56,11 @@ def run(quick: bool = False) -> dict:
     tokens = np.random.default_rng(0).integers(0, config.vocab_size, (batch, length))
     positions = np.broadcast_to(np.arange(length), tokens.shape)
     segments = np.ones_like(tokens, dtype=np.int32)
-    forward = jax.jit(lambda t, p, s: model(t, p, s)[0])
-    ours_s = _timed(lambda: forward(tokens, positions, segments).block_until_ready(), iterations)
-    ours_logits = np.asarray(forward(tokens, positions, segments))
+    graphdef, state = nnx.split(model)
+    # Parameters are arguments, not closure constants: XLA would constant-fold 135M weights.
+    forward = jax.jit(lambda state, t, p, s: nnx.merge(graphdef, state)(t, p, s)[0])
+    ours_s = _timed(lambda: forward(state, tokens, positions, segments).block_until_ready(), iterations)
+    ours_logits = np.asarray(forward(state, tokens, positions, segments))
 
     torch_tokens = torch.tensor(tokens)
     with torch.inference_mode():

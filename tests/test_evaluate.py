@@ -43,6 +43,7 @@ def test_builtin_workflow_scores_every_sample_right_against_the_table_replier(na
     assert report.score == 1.0, [s for s in report.samples if not s["correct"]]
     assert [s["id"] for s in report.samples] == [e.id for e in examples]
     assert all(s["error"] is None and s["correct"] and s["executor_calls"] >= 1 for s in report.samples)
+    assert all(s["tokens"] > 0 for s in report.samples)
     assert report.usage["calls"] >= len(examples)
     assert "audit_hook" in report.sandbox_layers
 

@@ -110,6 +110,22 @@ def test_bad_messages_give_a_clear_error(tmp_path, messages, expected):
         asyncio.run(client.call_llm(messages=messages))
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"num_of_response": 0}, "num_of_response must be a positive int"),
+        ({"num_of_response": "3"}, "num_of_response must be a positive int"),
+        ({"temperature": "hot"}, r"temperature must be a number in \[0, 2\]"),
+        ({"temperature": 3.5}, r"temperature must be a number in \[0, 2\]"),
+        ({"return_dict_keys": "answer"}, "return_dict_keys must be a list of str"),
+    ],
+)
+def test_bad_arguments_give_a_clear_error(tmp_path, kwargs, expected):
+    client = make_client("http://127.0.0.1:9/v1", tmp_path)
+    with pytest.raises(ValueError, match=expected):
+        asyncio.run(client.call_json_format_llm(messages=USER, **kwargs))
+
+
 def test_cache_survives_restart_and_repeats_stay_distinct(tmp_path):
     """Five identical calls in one scope give five samples; a new client on the same file pays nothing."""
     replier = RecordingReplier()
@@ -145,6 +161,19 @@ def test_cache_survives_restart_and_repeats_stay_distinct(tmp_path):
     assert usage_first["scope wf1:sample0"]["calls"] == 6 and usage_first["scope wf1:sample0"]["responses"] == 8
     assert usage_first["scope wf1:sample1"]["calls"] == 0 and usage_first["scope wf1:sample1"]["cache_hits"] == 1
     assert usage_second["scope wf1:sample0"]["cache_hits"] == 8 and usage_second["scope wf1:sample0"]["calls"] == 0
+
+
+def test_client_serves_again_after_aclose_in_a_new_event_loop(tmp_path):
+    with TestEndpoint(RecordingReplier()).in_thread() as endpoint:
+        client = make_client(endpoint.url, tmp_path)
+
+        async def once() -> list[str]:
+            texts = await client.call_llm(messages=USER, scope="s")
+            await client.aclose()
+            return texts
+
+        first, second = asyncio.run(once()), asyncio.run(once())
+    assert first != second and client.cache.count() == 2  # scope numbering continues: sample 0, then 1
 
 
 def test_n_samples_are_cached_per_index(tmp_path):
@@ -213,6 +242,28 @@ def test_budget_is_never_exceeded_by_racing_calls(tmp_path):
     assert usage["spent_usd"] == pytest.approx(expected, rel=1e-9)
 
 
+def test_meta_agent_client_shares_the_ledger(tmp_path):
+    """An API meta-agent and the executor report per model and role under one budget."""
+    prices = {"exec": {"input": 1.0, "output": 1.0}, "meta": {"input": 10.0, "output": 10.0}}
+
+    async def main():
+        async with TestEndpoint(RecordingReplier("ok")) as endpoint:
+            executor = make_client(endpoint.url, tmp_path, model="exec", prices=prices)
+            meta = make_client(endpoint.url, tmp_path, model="meta", role="meta-agent", ledger=executor.ledger,
+                               cache_path=tmp_path / "meta.sqlite")
+            await executor.call_llm(messages=USER)
+            await meta.complete(USER, n=2, temperature=0.5)
+            await executor.aclose()
+            await meta.aclose()
+            return executor.usage()
+
+    usage = asyncio.run(main())
+    assert set(usage["by_model_role"]) == {"exec|executor", "meta|meta-agent"}
+    assert usage["by_model_role"]["meta|meta-agent"]["responses"] == 2
+    total = sum(entry["dollars"] for entry in usage["by_model_role"].values())
+    assert usage["spent_usd"] == pytest.approx(total) and total > 0
+
+
 def test_from_config_and_usage_is_json_safe(tmp_path):
     config = configlib.executor_section()
 
@@ -241,6 +292,15 @@ def test_openai_url_without_key_is_a_config_error(tmp_path, monkeypatch):
         ExecutorClient.from_config(config, tmp_path)
 
 
+def test_openai_model_without_price_is_a_config_error(tmp_path, monkeypatch):
+    config = configlib.executor_section()
+    config.model = "gpt-9-unpriced"
+    monkeypatch.setenv("W4S_TEST_KEY", "sk-test")
+    config.api_key_env = "W4S_TEST_KEY"
+    with pytest.raises(configlib.ConfigError, match=r"executor\.prices: no price for model 'gpt-9-unpriced'"):
+        ExecutorClient.from_config(config, tmp_path)
+
+
 def test_unreachable_endpoint_gives_final_error(tmp_path):
     client = make_client("http://127.0.0.1:9/v1", tmp_path, max_retries=1,
                          prices={"test-executor": {"input": 1.0, "output": 1.0}})
@@ -253,3 +313,49 @@ def test_unreachable_endpoint_gives_final_error(tmp_path):
     with pytest.raises(ExecutorError, match=r"127\.0\.0\.1:9.*'test-executor'.*2 attempt.*connection refused"):
         asyncio.run(main())
     assert client.usage()["spent_usd"] == 0  # nothing was sent, nothing is charged
+
+
+CRASHING_RUN = """
+import asyncio, sys
+from w4s_jax.executor import ExecutorClient
+
+async def main(url, cache_path):
+    client = ExecutorClient(base_urls=[url], model="test-executor", cache_path=cache_path)
+    for i in range(12):
+        text = (await client.call_llm(messages=[{"role": "user", "content": f"question {i}"}], scope="wf:0"))[0]
+        print(f"done {i} {text}", flush=True)
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_paid_calls_survive_a_killed_process(tmp_path):
+    """SIGKILL a run midway: every reply it printed is in the cache, and a rerun (new process) pays
+    only for the calls that had not completed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[1])}
+    cache_path = tmp_path / "cache.sqlite"
+    with TestEndpoint(RecordingReplier(), latency_ms=30).in_thread() as endpoint:
+        child = subprocess.Popen([sys.executable, "-c", CRASHING_RUN, endpoint.url, str(cache_path)],
+                                 stdout=subprocess.PIPE, text=True, env=env)
+        first_run = [child.stdout.readline().split(" ", 2) for _ in range(5)]
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+        time.sleep(0.1)  # let the endpoint finish the request that was in flight
+        answered_before_rerun = endpoint.stats()["answered"]
+        rerun = subprocess.run([sys.executable, "-c", CRASHING_RUN, endpoint.url, str(cache_path)],
+                               capture_output=True, text=True, env=env, timeout=120, check=True)
+        stats = endpoint.stats()
+    replies = [line.split(" ", 2) for line in rerun.stdout.splitlines()]
+    assert [r[1] for r in replies] == [str(i) for i in range(12)]
+    assert [r[2] for r in replies[:5]] == [r[2].strip() for r in first_run]  # the same samples, from the cache
+    # Each of the 12 calls was paid once, except possibly the one in flight when the run was killed
+    # (the endpoint answered it, the dead process never stored it).
+    assert 5 <= answered_before_rerun <= 6
+    assert stats["answered"] - 12 == answered_before_rerun - 5
+    assert stats["max_answered_per_hash"] <= 2

@@ -53,6 +53,21 @@ def test_streaming_sse_matches_the_plain_reply():
         assert usage is not None and usage.completion_tokens > 0
 
 
+def test_slow_stream_fault_delays_every_chunk():
+    import time
+
+    faults = [Fault("slow", marker="SLOWLY", delay_s=0.05)]
+    with TestEndpoint(TableReplier({"SLOWLY": "five"}), faults=faults).in_thread() as endpoint:
+        client = sync_client(endpoint.url)
+        start = time.monotonic()
+        chunks = list(client.chat.completions.create(
+            model="m", stream=True, messages=[{"role": "user", "content": "SLOWLY"}]))
+        elapsed = time.monotonic() - start
+    content_chunks = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(content_chunks) >= 4
+    assert elapsed >= 0.05 * len(content_chunks)
+
+
 def test_json_mode_fills_the_requested_keys():
     oracle = OracleStandIn({"What is 2+3?": "5"}, accuracy=1.0)
     system = "You are a helpful solver.\nReply in JSON format, ONLY using the keys ['reasoning', 'answer'].\n"
@@ -133,7 +148,45 @@ def test_answer_table_errors_name_file_and_line(tmp_path):
     assert load_answer_table(str(rows)) == {"q": "3"}
 
 
+def test_thread_mode_reports_a_port_in_use():
+    with TestEndpoint(TableReplier({})).in_thread() as first:
+        port = int(first.url.rsplit(":", 1)[1].split("/")[0])
+        with pytest.raises(RuntimeError, match="test endpoint thread did not start"), \
+                TestEndpoint(TableReplier({}), port=port).in_thread():
+            pass
+
+
 def test_dropped_connection_is_seen_by_the_client():
     with TestEndpoint(TableReplier({}), faults=[Fault("drop")]).in_thread() as endpoint, \
             pytest.raises(openai.APIConnectionError):
         sync_client(endpoint.url).chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+
+
+def test_oracle_stand_in_makes_self_consistency_pay_on_gsm8k(shared_data_dir, tmp_path):
+    """End to end over HTTP: CoT with majority over 5 samples beats one call on real validate questions."""
+    import asyncio
+
+    from w4s_jax.executor import ExecutorClient
+    from w4s_jax.tasks import get_task
+
+    task = get_task("gsm8k")
+    examples = task.load("validate", shared_data_dir, limit=80)
+    oracle = OracleStandIn({e.question: e.answer for e in examples}, accuracy=0.5)
+
+    async def main():
+        async with TestEndpoint(oracle) as endpoint:
+            client = ExecutorClient(base_urls=[endpoint.url], model="test-executor", cache_path=tmp_path / "c.sqlite")
+            single = majority = 0.0
+            for item in examples:
+                replies = await client.call_json_format_llm(
+                    messages=[{"role": "user", "content": item.question}], num_of_response=5, temperature=0.8,
+                    return_dict_keys=["thinking", "answer"], scope=f"wf:{item.id}")
+                answers = [r["answer"] for r in replies]
+                single += task.score(answers[0], item)
+                majority += task.score(collections.Counter(answers).most_common(1)[0][0], item)
+            await client.aclose()
+            return single / len(examples), majority / len(examples)
+
+    single, majority = asyncio.run(main())
+    assert 0.4 <= single <= 0.8  # accuracy 0.5 plus the reasoning bonus for a "thinking" key
+    assert majority >= single + 0.1

@@ -118,3 +118,22 @@ def test_remat_policies_keep_logits_and_gradients(tiny):
         np.testing.assert_allclose(got[0], expected[0], rtol=1e-6)
         for a, b in zip(jax.tree.leaves(got[1]), jax.tree.leaves(expected[1])):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-5)
+
+
+def test_chunked_attention_matches_full_attention_with_gradients(tiny):
+    config, model, _ = tiny
+    tokens, positions, segments = left_padded_batch(config, np.random.default_rng(5))  # T = 12
+    graphdef, state = nnx.split(model)
+    chunked_graphdef, _ = nnx.split(Decoder(config.replace(attention_chunk=4), rngs=nnx.Rngs(0)))
+    full_graphdef, _ = nnx.split(Decoder(config.replace(attention_chunk=0), rngs=nnx.Rngs(0)))
+
+    def loss(state, graphdef):
+        logits, _ = nnx.merge(graphdef, state)(tokens, positions, segments)
+        return jnp.sum(jnp.where(segments[..., None] != 0, logits, 0.0) ** 2), logits
+
+    grad = jax.jit(jax.grad(loss, has_aux=True), static_argnums=1)
+    full_grads, full_logits = grad(state, full_graphdef)
+    chunked_grads, chunked_logits = grad(state, chunked_graphdef)
+    np.testing.assert_allclose(np.asarray(chunked_logits), np.asarray(full_logits), atol=1e-5, rtol=0)
+    for a, b in zip(jax.tree.leaves(chunked_grads), jax.tree.leaves(full_grads)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-5)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from flax import nnx
 
 from w4s_jax.models.gguf_import import load_gguf_config
 from w4s_jax.models.presets import get_preset
@@ -40,7 +41,8 @@ def test_gguf_logits_match_transformers(smollm2_gguf_path, token_batch, referenc
     length = token_batch.shape[1]
     positions = np.broadcast_to(np.arange(length), token_batch.shape)
     segments = np.ones_like(token_batch, dtype=np.int32)
-    logits, _ = jax.jit(lambda t, p, s: model(t, p, s))(token_batch, positions, segments)
+    graphdef, state = nnx.split(model)
+    logits = jax.jit(lambda state, *batch: nnx.merge(graphdef, state)(*batch)[0])(state, token_batch, positions, segments)
     logits = np.asarray(logits)
     assert np.abs(logits - reference_logits).max() <= 1e-3
     np.testing.assert_array_equal(logits.argmax(-1), reference_logits.argmax(-1))

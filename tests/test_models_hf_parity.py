@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from flax import nnx
 
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.models.hf_export import export_hf
@@ -61,7 +62,10 @@ def torch_logits(model, tokens, mask, positions) -> np.ndarray:
 
 
 def our_logits(model, tokens, mask, positions) -> np.ndarray:
-    logits, _ = jax.jit(lambda t, p, s: model(t, p, s))(tokens, positions, mask.astype(np.int32))
+    graphdef, state = nnx.split(model)
+    logits = jax.jit(lambda state, *batch: nnx.merge(graphdef, state)(*batch)[0])(
+        state, tokens, positions, mask.astype(np.int32)
+    )
     return np.asarray(logits)
 
 

@@ -32,7 +32,8 @@ def reference():
     segments = (np.arange(16)[None] >= 16 - lengths[:, None]).astype(np.int32)
     positions = np.maximum(np.cumsum(segments, axis=1) - 1, 0)
     batch = (tokens, positions, segments)
-    logits, _ = jax.jit(lambda t, p, s: model(t, p, s))(*batch)
+    graphdef, state = nnx.split(model)
+    logits = jax.jit(lambda state, *batch: nnx.merge(graphdef, state)(*batch)[0])(state, *batch)
     return model, batch, np.asarray(logits)
 
 

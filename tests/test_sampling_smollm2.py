@@ -13,11 +13,10 @@ from w4s_jax.sampling.params import SamplingParams
 from w4s_jax.sampling.sampler import Sampler
 
 QUESTIONS = [
-    "Hi",
     "What is 2+2?",
     "Write a haiku about the sea.",
     "Name three colors and explain in one long sentence why the sky is blue during the day.",
-    "Write a long, detailed story about a young dragon who learns to fly over the mountains.",
+    "Write a long, detailed story about a young dragon who learns to fly over the snowy northern mountains.",
 ]
 NEW_TOKENS = 64
 
@@ -68,7 +67,7 @@ def test_greedy_matches_transformers_generate(smollm2_gguf_path, smollm, greedy)
 def test_logprobs_match_a_full_forward(smollm, greedy):
     model, _, _ = smollm
     prompts, ours = greedy
-    prompt, completion = prompts[3], ours[3][0]
+    prompt, completion = prompts[2], ours[2][0]
     ids = jnp.asarray([prompt + completion.token_ids], jnp.int32)
     logits, _ = jax.jit(lambda t: model(t, jnp.arange(t.shape[1])[None], jnp.ones_like(t)))(ids)
     steps = np.asarray(logits[0, len(prompt) - 1 : -1])
@@ -79,18 +78,19 @@ def test_logprobs_match_a_full_forward(smollm, greedy):
 def test_stop_strings_cut_text_tokens_and_logprobs(smollm, greedy):
     _, tokenizer, sampler = smollm
     prompts, ours = greedy
-    reference = ours[4][0]
+    reference = ours[3][0]
     text = reference.text
     word = text.split()[6]
     stop_mid_token = word[1:3]  # starts inside a token
     for stop in (word, stop_mid_token):
         params = SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0, stop_strings=(stop, "never-there"))
-        (got,) = sampler.generate([prompts[4]], params)[0]
+        (got,) = sampler.generate([prompts[3]], params)[0]
         cut = text.find(stop)
         assert got.text == text[:cut] and got.finish_reason == "stop"
         assert got.text.startswith(tokenizer.decode(got.token_ids))
         assert got.token_ids == reference.token_ids[: len(got.token_ids)]
-        assert got.logprobs == reference.logprobs[: len(got.token_ids)]
+        # same tokens; logprobs agree to float32 noise (batch 1 here, batch 4 for the reference)
+        np.testing.assert_allclose(got.logprobs, reference.logprobs[: len(got.token_ids)], atol=1e-4)
         assert len(tokenizer.decode(reference.token_ids[: len(got.token_ids) + 1])) > cut  # longest such prefix
 
 
@@ -98,7 +98,7 @@ def test_generate_chat_applies_the_template(smollm, greedy):
     _, _, sampler = smollm
     _, ours = greedy
     out = sampler.generate_chat(
-        [[{"role": "user", "content": QUESTIONS[1]}]], SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0)
+        [[{"role": "user", "content": QUESTIONS[0]}]], SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0)
     )
-    assert out[0][0].token_ids == ours[1][0].token_ids
+    assert out[0][0].token_ids == ours[0][0].token_ids
     assert "4" in out[0][0].text and out[0][0].finish_reason == "stop"

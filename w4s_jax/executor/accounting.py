@@ -71,10 +71,6 @@ class Ledger:
         """The model's price; a model missing from the table (a local server) costs nothing."""
         return self.prices.get(model, Price(0.0, 0.0))
 
-    def usage(self, model: str, role: str) -> ModelUsage:
-        with self._lock:
-            return self._by_key.setdefault((model, role), ModelUsage())
-
     def reserve(self, model: str, role: str, prompt_tokens_bound: int, max_output_tokens: int) -> float:
         """Reserves the worst-case cost of one request or raises `BudgetExceeded` (nothing is sent)."""
         needed = self.price(model).cost(prompt_tokens_bound, max_output_tokens)

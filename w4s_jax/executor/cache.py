@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS responses (
 
 
 def request_key(*, model: str, messages: list[dict[str, str]], temperature: float, max_tokens: int,
-                response_format: str, extra: dict | None = None) -> str:
+                response_format: str) -> str:
     """A stable hash of everything that shapes a reply (the system prompt is part of `messages`)."""
     payload = {
         "model": model,
@@ -36,7 +36,6 @@ def request_key(*, model: str, messages: list[dict[str, str]], temperature: floa
         "temperature": float(temperature),
         "max_tokens": int(max_tokens),
         "response_format": response_format,
-        "extra": extra or {},
     }
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -49,11 +48,19 @@ class ResponseCache:
         self.path = pathlib.Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute(SCHEMA)
+        self._connection: sqlite3.Connection | None = None
+        with self._lock:
+            self._db.execute(SCHEMA)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, reopened on demand: a client closed after one event loop can serve another."""
+        if self._connection is None:
+            self._connection = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=NORMAL")
+            self._connection.execute("PRAGMA busy_timeout=30000")
+        return self._connection
 
     def get(self, key: str, indices: list[int]) -> dict[int, str]:
         """The cached texts among `indices` (missing indices are absent from the result)."""
@@ -85,4 +92,6 @@ class ResponseCache:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None

@@ -1,9 +1,12 @@
 """The async executor client: the `agent.call_llm` / `agent.call_json_format_llm` calls of a workflow.
 
 One client per run. Any OpenAI-compatible endpoint works (OpenAI, vLLM, SGLang, llama.cpp's server,
-`w4s-jax serve`, the TestEndpoint). Several base URLs for one model spread load by least-in-flight.
-Every request is cached (SQLite, per sample index), budgeted (reserve worst case, settle to real
-cost), retried (backoff + jitter, Retry-After) and counted per model and role.
+`w4s-jax serve`, the TestEndpoint), over the official `openai` SDK or a lean aiohttp transport
+(transport.py). Several base URLs for one model spread load by least-in-flight, under a cap per
+endpoint and a global cap. Every request is cached (SQLite, per sample index), budgeted (reserve the
+worst case, settle to the real cost), retried (backoff + jitter, Retry-After) and counted per model
+and role, and per scope (one workflow sample). Models missing from the price table cost nothing (a
+local server); for api.openai.com a price is required.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class ExecutorClient:
         native_n: bool = True,
         backoff: BackoffPolicy | None = None,
         transport: str = "openai",
+        ledger: Ledger | None = None,
         seed: int = 0,
     ) -> None:
         urls = [url.strip().rstrip("/") for url in base_urls if url.strip()]
@@ -104,7 +108,9 @@ class ExecutorClient:
         self.native_n = bool(native_n)
         self.transport = transport
         self.backoff = backoff or BackoffPolicy(max_retries=int(max_retries))
-        self.ledger = Ledger(prices or {}, budget_usd)
+        # A shared ledger (e.g. an API meta-agent's client with role="meta-agent") puts both under one
+        # budget and one usage report; its own prices and budget then apply.
+        self.ledger = ledger if ledger is not None else Ledger(prices or {}, budget_usd)
         self.cache = ResponseCache(cache_path) if cache_path else None
         self._occurrences: dict[tuple[str, str], int] = {}
         self._scope_usage: dict[str, ModelUsage] = {}
@@ -112,7 +118,8 @@ class ExecutorClient:
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
 
     @classmethod
-    def from_config(cls, config: Mapping, output_dir: str | pathlib.Path, *, role: str = "executor") -> ExecutorClient:
+    def from_config(cls, config: Mapping, output_dir: str | pathlib.Path, *, role: str = "executor",
+                    ledger: Ledger | None = None) -> ExecutorClient:
         """Builds the client from the `executor` config section; the cache defaults into `output_dir`."""
         api_key = os.environ.get(config["api_key_env"], "") if config.get("api_key_env") else ""
         urls = [url for url in str(config["base_url"]).split(",") if url.strip()]
@@ -124,6 +131,10 @@ class ExecutorClient:
         cache_path = config.get("cache_path") or pathlib.Path(output_dir) / "executor_cache.sqlite"
         prices = config.get("prices") or {}
         prices = prices.to_dict() if hasattr(prices, "to_dict") else dict(prices)
+        if any("api.openai.com" in url for url in urls) and str(config["model"]) not in prices:
+            raise ConfigError(f"executor.prices: no price for model {config['model']!r}, so the budget could not "
+                              f"bound its spending; add executor.prices.{config['model']} = {{input, output}} "
+                              "(dollars per million tokens)")
         return cls(
             base_urls=urls,
             model=str(config["model"]),
@@ -139,6 +150,7 @@ class ExecutorClient:
             prices=prices,
             native_n=bool(config.get("native_n", True)),
             transport=str(config.get("transport", "openai")),
+            ledger=ledger,
             backoff=BackoffPolicy(max_retries=int(config["max_retries"]),
                                   base_s=float(config.get("backoff_base_s", 0.5)),
                                   max_s=float(config.get("backoff_max_s", 30.0))),
@@ -202,8 +214,10 @@ class ExecutorClient:
         rerun in a fresh client hits the cache for every one of them.
         """
         messages = validate_messages(messages)
-        if not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"num_of_response must be a positive int, got {n!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+            raise ValueError(f"temperature must be a number in [0, 2], got {temperature!r}")
         fmt = _response_format_name(response_format)
         max_tokens = int(max_tokens or self.max_tokens)
         key = request_key(model=self.model, messages=messages, temperature=temperature,

@@ -102,16 +102,22 @@ class TableReplier:
         self.table = {str(q): str(a) for q, a in table.items()}
         self.default = default
 
-    def lookup(self, request: ReplyRequest) -> str | None:
+    def find(self, request: ReplyRequest) -> tuple[str, str] | None:
+        """(question, answer) of the table question in the prompt: a whole message, else the longest
+        table question contained in the prompt; None if there is none."""
         for message in reversed(request.messages):
             if message["content"] in self.table:
-                return self.table[message["content"]]
+                return message["content"], self.table[message["content"]]
         text = request.prompt_text
         best = None
         for question, answer in self.table.items():
             if question and question in text and (best is None or len(question) > len(best[0])):
                 best = (question, answer)
-        return best[1] if best else None
+        return best
+
+    def lookup(self, request: ReplyRequest) -> str | None:
+        found = self.find(request)
+        return found[1] if found else None
 
     def __call__(self, request: ReplyRequest) -> str:
         answer = self.lookup(request)
@@ -132,9 +138,9 @@ class OracleStandIn(TableReplier):
         self.wrong_choices = max(1, wrong_choices)
         self._answers = sorted(set(self.table.values()))
 
-    def question_accuracy(self, question_answer: str, request: ReplyRequest) -> float:
+    def question_accuracy(self, question: str, request: ReplyRequest) -> float:
         """Per-question difficulty around `accuracy`, plus a bonus when reasoning is asked for."""
-        difficulty = uniform(0, "difficulty:" + question_answer) - 0.5
+        difficulty = uniform(0, "difficulty:" + question) - 0.5
         p = self.accuracy + self.spread * difficulty
         keys = [k.lower() for k in request.requested_keys()]
         if any(k in _REASONING_KEYS for k in keys) or "step by step" in request.prompt_text.lower():
@@ -160,14 +166,15 @@ class OracleStandIn(TableReplier):
         return others[(start + pick) % len(others)]
 
     def __call__(self, request: ReplyRequest) -> str:
-        gold = self.lookup(request)
-        if gold is None:
+        found = self.find(request)
+        if found is None:
             return format_reply(request, "I could not find the question.", "No known question in the prompt.")
+        question, gold = found
         seed = 0 if request.temperature == 0 else request.seed
-        correct = uniform(seed, "correct:" + gold) < self.question_accuracy(gold, request)
+        correct = uniform(seed, "correct:" + question) < self.question_accuracy(question, request)
         if correct:
             return format_reply(request, gold, "Working through the problem step by step.")
-        pick = int(uniform(seed, "wrong:" + gold) * self.wrong_choices)
+        pick = int(uniform(seed, "wrong:" + question) * self.wrong_choices)
         return format_reply(request, self.wrong_answer(gold, pick), "Working through the problem quickly.")
 
 

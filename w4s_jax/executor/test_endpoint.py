@@ -26,6 +26,7 @@ import json
 import math
 import os
 import pathlib
+import select
 import subprocess
 import sys
 import threading
@@ -148,11 +149,18 @@ class TestEndpoint:
     def in_thread(self) -> Iterator[TestEndpoint]:
         """Serves from a background thread with its own event loop (for synchronous callers)."""
         started = threading.Event()
+        failure: list[BaseException] = []
         loop = asyncio.new_event_loop()
 
         def serve() -> None:
             asyncio.set_event_loop(loop)
-            loop.run_until_complete(self.start())
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as error:  # reported to the caller below
+                failure.append(error)
+                started.set()
+                loop.close()
+                return
             started.set()
             loop.run_forever()
             loop.run_until_complete(self.stop())
@@ -160,7 +168,8 @@ class TestEndpoint:
 
         thread = threading.Thread(target=serve, name="test-endpoint", daemon=True)
         thread.start()
-        started.wait(30)
+        if not started.wait(30) or failure:
+            raise RuntimeError(f"test endpoint thread did not start: {failure[0] if failure else 'timeout'}")
         try:
             yield self
         finally:
@@ -206,7 +215,8 @@ class TestEndpoint:
         digest = request_hash(body)
         self.request_log[digest] += 1
         occurrence = self.request_log[digest] - 1
-        fault = next((f for f in self.faults if f.fires(prompt)), None)
+        firing = [f for f in self.faults if f.fires(prompt)]  # every fault counts every request it matches
+        fault = firing[0] if firing else None
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         if fault is not None:
@@ -223,7 +233,7 @@ class TestEndpoint:
             if fault.kind == "slow" and not body.get("stream"):
                 await asyncio.sleep(fault.delay_s)
         n = int(body.get("n") or 1) if self.supports_n else 1
-        temperature = float(body.get("temperature", 1.0) if body.get("temperature") is not None else 1.0)
+        temperature = 1.0 if body.get("temperature") is None else float(body["temperature"])
         fmt = (body.get("response_format") or {}).get("type", "text")
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         texts, finish = [], []
@@ -296,9 +306,9 @@ def spawn(args: list[str], *, timeout_s: float = 30.0) -> tuple[subprocess.Popen
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
     process = subprocess.Popen([sys.executable, "-m", "w4s_jax.executor.test_endpoint", "--port", "0", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + timeout_s
-    line = process.stdout.readline().strip()
-    if not line.startswith("http://") or time.monotonic() > deadline:
+    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
+    line = process.stdout.readline().strip() if ready else ""
+    if not line.startswith("http://"):
         process.kill()
         _, err = process.communicate(timeout=10)
         raise RuntimeError(f"test endpoint subprocess did not start: {line!r}\n{err[-2000:]}")

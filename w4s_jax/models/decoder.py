@@ -99,6 +99,34 @@ def attention_mask(q_slots: jax.Array, q_segments: jax.Array, k_segments: jax.Ar
     return causal & same & (q_segments[:, :, None] != 0)
 
 
+def _attention(q, keys, values, q_slots, q_segments, k_segments) -> jax.Array:
+    """Masked softmax attention; q [B, T, K, G, E], keys/values [B, S, K, E] -> [B, T, K, G, E]."""
+    scores = jnp.einsum("btkge,bske->bkgts", q, keys, preferred_element_type=jnp.float32)
+    scores = scores * (q.shape[-1] ** -0.5)
+    mask = attention_mask(q_slots, q_segments, k_segments)
+    scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
+    probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+    return jnp.einsum("bkgts,bske->btkge", probs, values)
+
+
+def _chunked_attention(q, keys, values, q_slots, q_segments, k_segments, chunk: int) -> jax.Array:
+    """The same attention, one block of `chunk` queries at a time, each block rematerialised in
+    the backward pass: the [T, S] score matrix never exists whole (long RLAO sequences)."""
+    batch, length = q.shape[:2]
+    blocks = length // chunk
+
+    def split(x: jax.Array) -> jax.Array:
+        return x.reshape(batch, blocks, chunk, *x.shape[2:]).swapaxes(0, 1)
+
+    @jax.checkpoint
+    def block(args):
+        q_block, slots_block, segments_block = args
+        return _attention(q_block, keys, values, slots_block, segments_block, k_segments)
+
+    out = jax.lax.map(block, (split(q), split(q_slots), split(q_segments)))
+    return out.swapaxes(0, 1).reshape(q.shape)
+
+
 class Attention(nnx.Module):
     """Grouped-query attention with optional q/k/v bias (Qwen2)."""
 
@@ -142,12 +170,12 @@ class Attention(nnx.Module):
         batch, length = q.shape[:2]
         groups = c.num_heads // c.num_kv_heads
         q = q.reshape(batch, length, c.num_kv_heads, groups, c.head_dim)
-        scores = jnp.einsum("btkge,bske->bkgts", q, keys.astype(q.dtype), preferred_element_type=jnp.float32)
-        scores = scores * (c.head_dim**-0.5)
-        mask = attention_mask(q_slots, q_segments, k_segments)
-        scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
-        probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
-        out = jnp.einsum("bkgts,bske->btkge", probs, values.astype(q.dtype))
+        keys, values = keys.astype(q.dtype), values.astype(q.dtype)
+        chunk = c.attention_chunk
+        if chunk and length > chunk and length % chunk == 0:
+            out = _chunked_attention(q, keys, values, q_slots, q_segments, k_segments, chunk)
+        else:
+            out = _attention(q, keys, values, q_slots, q_segments, k_segments)
         out = out.reshape(batch, length, c.num_heads, c.head_dim)
         return jnp.einsum("bthe,hed->btd", out, self.o_proj.get_value().astype(out.dtype))
 

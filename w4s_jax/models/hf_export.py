@@ -7,9 +7,11 @@ exporting never holds a second copy of the model on the host.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import struct
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -38,33 +40,55 @@ def _our_tensors(model: Decoder, config: ModelConfig) -> list[tuple[TensorRule, 
     return entries
 
 
-def export_hf(model: Decoder, config: ModelConfig, out_dir: str | pathlib.Path) -> pathlib.Path:
-    """Writes config.json and model.safetensors (parameter dtype) to `out_dir`; returns it."""
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dtype_name = str(jnp.dtype(config.param_dtype))
+@dataclasses.dataclass(frozen=True)
+class PendingTensor:
+    """A tensor to stream into a safetensors file: its header entry and how to produce its data."""
+
+    name: str
+    shape: tuple[int, ...]
+    produce: Callable[[], np.ndarray]  # called once, when the tensor is written
+
+
+def write_safetensors(path: str | pathlib.Path, tensors: list[PendingTensor], dtype: str) -> None:
+    """Streams tensors into one safetensors file, producing each only when it is written."""
+    dtype_name = str(jnp.dtype(dtype))
     if dtype_name not in _SAFETENSORS_DTYPES:
-        raise ValueError(f"export_hf: param_dtype {dtype_name} has no safetensors dtype; use one of {sorted(_SAFETENSORS_DTYPES)}")
-    dtype = jnp.dtype(dtype_name)
+        raise ValueError(f"{path}: dtype {dtype_name} has no safetensors dtype; use one of {sorted(_SAFETENSORS_DTYPES)}")
+    np_dtype = jnp.dtype(dtype_name)
     header: dict[str, dict] = {"__metadata__": {"format": "pt"}}
     offset = 0
-    entries = _our_tensors(model, config)
-    for rule, layer, value, index in entries:
-        shape = hf_shape(rule, tuple(value.shape[1:] if index is not None else value.shape), config)
-        size = int(np.prod(shape)) * dtype.itemsize
-        header[rule.hf_name(layer)] = {
+    for tensor in tensors:
+        size = int(np.prod(tensor.shape)) * np_dtype.itemsize
+        header[tensor.name] = {
             "dtype": _SAFETENSORS_DTYPES[dtype_name],
-            "shape": list(shape),
+            "shape": list(tensor.shape),
             "data_offsets": [offset, offset + size],
         }
         offset += size
     header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
     header_bytes += b" " * (-len(header_bytes) % 8)
-    with open(out_dir / "model.safetensors", "wb") as file:
+    with open(path, "wb") as file:
         file.write(struct.pack("<Q", len(header_bytes)))
         file.write(header_bytes)
-        for rule, _, value, index in entries:
-            host = np.asarray(jax.device_get(value if index is None else value[index])).astype(dtype)
-            file.write(np.ascontiguousarray(rule.to_hf(host, config)).tobytes())
+        for tensor in tensors:
+            data = np.ascontiguousarray(tensor.produce(), dtype=np_dtype)
+            if data.shape != tensor.shape:
+                raise ValueError(f"{path}: tensor {tensor.name!r} produced shape {data.shape}, expected {tensor.shape}")
+            file.write(data.tobytes())
+
+
+def export_hf(model: Decoder, config: ModelConfig, out_dir: str | pathlib.Path) -> pathlib.Path:
+    """Writes config.json and model.safetensors (parameter dtype) to `out_dir`; returns it."""
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pending = []
+    for rule, layer, value, index in _our_tensors(model, config):
+        shape = hf_shape(rule, tuple(value.shape[1:] if index is not None else value.shape), config)
+
+        def produce(rule=rule, value=value, index=index) -> np.ndarray:
+            return rule.to_hf(np.asarray(jax.device_get(value if index is None else value[index])), config)
+
+        pending.append(PendingTensor(rule.hf_name(layer), shape, produce))
+    write_safetensors(out_dir / "model.safetensors", pending, config.param_dtype)
     (out_dir / "config.json").write_text(json.dumps(config.to_hf_config(), indent=2) + "\n", encoding="utf-8")
     return out_dir

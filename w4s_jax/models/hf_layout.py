@@ -12,8 +12,10 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
+from flax import nnx
 
 from w4s_jax.models.config import ModelConfig
+from w4s_jax.models.decoder import Decoder
 
 Transform = Callable[[np.ndarray, ModelConfig], np.ndarray]
 
@@ -105,3 +107,14 @@ def layer_rules(config: ModelConfig) -> list[TensorRule]:
 def hf_shape(rule: TensorRule, our_shape: tuple[int, ...], config: ModelConfig) -> tuple[int, ...]:
     """The HF tensor shape that maps onto a parameter of `our_shape` (per layer for layer rules)."""
     return tuple(jax.eval_shape(lambda x: rule.to_hf(x, config), jax.ShapeDtypeStruct(our_shape, np.float32)).shape)
+
+
+def hf_tensor_shapes(config: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """(HF name, HF shape) of every tensor of a checkpoint with this config, in file order."""
+    abstract = nnx.eval_shape(lambda: Decoder(config.replace(scan_layers=True), rngs=nnx.Rngs(0)))
+    shapes = {path: var.get_value().shape for path, var in nnx.to_flat_state(nnx.state(abstract))}
+    tensors = [(rule.hf_name(), hf_shape(rule, shapes[rule.ours], config)) for rule in model_rules(config)]
+    for layer in range(config.num_layers):
+        for rule in layer_rules(config):
+            tensors.append((rule.hf_name(layer), hf_shape(rule, shapes[("layers", *rule.ours)][1:], config)))
+    return tensors

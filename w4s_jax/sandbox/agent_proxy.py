@@ -64,7 +64,8 @@ class Agent:
         })
 
     def execute_code(self, code, timeout=5):
-        """Runs `code` in its own sandboxed process and returns `solution()` (or the last value)."""
+        """Runs `code` in its own sandboxed process and returns `solution()` (or the value of the last
+        line or last assignment). Values JSON cannot carry come back as `str(value)`; tuples as lists."""
         try:
             return self._call_parent("execute_code", {"code": str(code), "timeout": float(timeout)})
         except Exception as error:

@@ -18,18 +18,17 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 0x1, 0x2, 0x4, 0x20, 0x1000
 MS_REC, MS_PRIVATE = 0x4000, 0x40000
+MNT_DETACH = 2
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_DUMPABLE = 4
 
 # Audit events refused outright: processes, signals, sockets, native code, limit changes, heap walks.
 BLOCKED_EVENT_PREFIXES = (
     "socket.", "subprocess.", "os.system", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn",
-    "os.exec", "os.kill", "os.killpg", "os.setuid", "os.setgid", "os.setreuid", "os.setregid",
-    "signal.pthread_kill", "pty.", "ctypes.", "resource.setrlimit", "resource.prlimit",
-    "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.addaudithook", "sys.remote_exec",
-    "os.startfile", "winreg.", "webbrowser.", "urllib.", "http.", "ftplib.", "smtplib.", "imaplib.",
-    "poplib.", "nntplib.", "telnetlib.", "os.add_dll_directory", "sqlite3.",
-    "shutil.chown", "os.chown", "os.chroot", "os.setxattr", "os.removexattr",
+    "os.exec", "os.kill", "os.killpg", "signal.pthread_kill", "pty.", "ctypes.", "resource.setrlimit",
+    "resource.prlimit", "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.addaudithook",
+    "webbrowser.", "urllib.", "http.", "ftplib.", "smtplib.", "imaplib.", "poplib.", "nntplib.",
+    "telnetlib.", "sqlite3.", "shutil.chown", "os.chown", "os.setxattr", "os.removexattr",
 )
 # Modules whose import would give a way around the hooks (raw fork/exec without an audit event,
 # native calls). Sockets are stopped by the socket.* events and the empty network namespace.
@@ -76,12 +75,48 @@ def _libc():
     return ctypes, ctypes.CDLL(None, use_errno=True)
 
 
-def _private_filesystem(libc, workdir: str, uid: int, workdir_mb: int) -> list[str]:
-    """In a fresh mount namespace: the workdir becomes a size-capped tmpfs, / and /dev/shm read-only."""
+def _minimal_root(libc, workdir: str, options: bytes, read_only_dirs: tuple[str, ...]) -> bool:
+    """Builds a root holding only the read-only standard library, a few devices and the capped
+    workdir (at their usual paths), in a small tmpfs mounted over the workdir, and chroots into it:
+    the rest of the host's files (data, hidden tests, caches, /proc, /etc) no longer exist."""
+    root = workdir
+    if libc.mount(b"tmpfs", root.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,nr_inodes=512,mode=0755") != 0:
+        return False
+    try:
+        for source in read_only_dirs:
+            target = (root + source).encode()
+            os.makedirs(target, mode=0o755, exist_ok=True)
+            if libc.mount(source.encode(), target, None, MS_BIND | MS_REC, None) != 0 or libc.mount(
+                    None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, None) != 0:
+                raise OSError(f"bind-mounting {source} read-only failed")
+        os.makedirs(root + "/dev", mode=0o755)
+        for device in ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"):
+            with open(root + device, "w"):
+                pass
+            if libc.mount(device.encode(), (root + device).encode(), None, MS_BIND, None) != 0:
+                raise OSError(f"bind-mounting {device} failed")
+        os.makedirs(root + workdir, mode=0o755)
+        if libc.mount(b"tmpfs", (root + workdir).encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options) != 0:
+            raise OSError("mounting the workdir tmpfs failed")
+        if libc.mount(None, root.encode(), None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None) != 0:
+            raise OSError("remounting the new root read-only failed")
+        os.chroot(root)
+        os.chdir(workdir)
+        return True
+    except OSError:
+        libc.umount2(root.encode(), MNT_DETACH)
+        return False
+
+
+def _private_filesystem(libc, workdir: str, uid: int, workdir_mb: int, read_only_dirs: tuple[str, ...]) -> list[str]:
+    """In a fresh mount namespace: a minimal chroot (see _minimal_root) when it can be built; else the
+    workdir becomes a size-capped tmpfs and / and /dev/shm read-only."""
     if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
         return []  # without private propagation a mount here could leak to the host: do nothing
-    layers = []
     options = f"size={workdir_mb}m,nr_inodes=4096,mode=0700,uid={uid},gid={uid}".encode()
+    if _minimal_root(libc, workdir, options, read_only_dirs):
+        return ["chroot_minimal_root", f"workdir_tmpfs={workdir_mb}m", "readonly_root"]
+    layers = []
     if libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options) == 0:
         os.chdir(workdir)
         layers.append(f"workdir_tmpfs={workdir_mb}m")
@@ -92,7 +127,7 @@ def _private_filesystem(libc, workdir: str, uid: int, workdir_mb: int) -> list[s
     return layers
 
 
-def unshare_and_drop(uid: int | None, workdir_mb: int) -> list[str]:
+def unshare_and_drop(uid: int | None, workdir_mb: int, read_only_dirs: tuple[str, ...]) -> list[str]:
     """New mount/network/IPC/UTS namespaces, a private capped workdir, then a fresh unprivileged uid,
     no-new-privs and not dumpable.
 
@@ -111,7 +146,7 @@ def unshare_and_drop(uid: int | None, workdir_mb: int) -> list[str]:
     if libc.unshare(flags) == 0:
         layers += ["netns", "ipcns", "utsns"]
         if flags & CLONE_NEWNS:
-            layers += ["mountns", *_private_filesystem(libc, os.getcwd(), uid, workdir_mb)]
+            layers += ["mountns", *_private_filesystem(libc, os.getcwd(), uid, workdir_mb, read_only_dirs)]
         else:
             layers.append("userns")
     if is_root and uid is not None:

@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 
 from w4s_jax.sandbox import protocol
@@ -26,6 +27,8 @@ from w4s_jax.sandbox.framing import HEADER, encode_frame
 WORKER_SCRIPT = pathlib.Path(__file__).with_name("worker.py")
 # uids handed to workers as root: far above any real account, random so parallel parents never share.
 UID_BASE, UID_SPAN = 1_000_000_000, 1_000_000_000
+WORKDIR_PREFIX = "w4s-sandbox-"
+STALE_WORKDIR_S = 600.0
 STDERR_KEEP_BYTES = 16_384
 READY_TIMEOUT_S = 60.0
 
@@ -45,7 +48,6 @@ class WorkerSpec:
     max_threads: int
     max_output_bytes: int
     workdir_mb: int = 64
-    use_own_uid: bool = True
 
     @property
     def max_frame_bytes(self) -> int:
@@ -147,10 +149,33 @@ def kill_uid(uid: int, rounds: int = 5) -> None:
             return
 
 
+def remove_stale_workdirs(now: float | None = None) -> int:
+    """Removes working directories left by a parent that was killed before it could clean up: those
+    owned by a sandbox uid, older than STALE_WORKDIR_S, whose uid runs no process any more."""
+    now = time.time() if now is None else now
+    live_uids = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                live_uids.add(entry.stat().st_uid)
+    removed = 0
+    for entry in os.scandir(tempfile.gettempdir()):
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if (entry.name.startswith(WORKDIR_PREFIX) and entry.is_dir(follow_symlinks=False)
+                and info.st_uid >= UID_BASE and info.st_uid not in live_uids
+                and now - info.st_mtime > STALE_WORKDIR_S):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 async def spawn(spec: WorkerSpec) -> Worker:
     """Starts one worker, waits until it reports itself confined, and returns it."""
-    uid = UID_BASE + secrets.randbelow(UID_SPAN) if spec.use_own_uid and os.geteuid() == 0 else None
-    workdir = tempfile.mkdtemp(prefix="w4s-sandbox-")
+    uid = UID_BASE + secrets.randbelow(UID_SPAN) if os.geteuid() == 0 else None
+    workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
     try:
         return await _start_worker(spec, uid, workdir)
     except BaseException:
@@ -226,6 +251,8 @@ class WorkerPool:
 
     async def start(self) -> None:
         """Fills the pool and waits for the first workers (start-up errors surface here)."""
+        if os.geteuid() == 0:
+            await asyncio.to_thread(remove_stale_workdirs)
         self._refill()
         if self._spawning:
             done, _ = await asyncio.wait(self._spawning, return_when=asyncio.FIRST_COMPLETED)

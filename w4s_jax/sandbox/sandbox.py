@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from w4s_jax.sandbox import protocol
+from w4s_jax.sandbox.framing import FrameError
 from w4s_jax.sandbox.pool import Worker, WorkerDied, WorkerPool, WorkerSpec
 
 
@@ -108,6 +109,9 @@ class Sandbox:
         )
         self.pool = WorkerPool(spec, self.settings.workers)
         self._sample_slots = asyncio.Semaphore(max(1, self.settings.workers))
+        # execute_code and test programs get their own slots: they never call back, so they cannot
+        # deadlock against samples, and a workflow firing many of them cannot fork the host to death.
+        self._code_slots = asyncio.Semaphore(max(1, self.settings.workers))
 
     async def __aenter__(self) -> Sandbox:
         await self.pool.start()
@@ -237,16 +241,24 @@ class Sandbox:
         except Exception as error:  # the workflow sees the parent's error type and message
             reply = {"type": "reply", "id": call.id, "ok": False,
                      "error": {"type": type(error).__name__, "message": str(error)[:4000]}}
-        with contextlib.suppress(ConnectionError, BrokenPipeError, RuntimeError):
+        try:
             await worker.send(reply)
+        except FrameError as unsendable:  # e.g. a handler value JSON cannot carry: still answer the call
+            reply = {"type": "reply", "id": call.id, "ok": False,
+                     "error": {"type": "ExecutorError", "message": f"reply could not be sent: {unsendable}"}}
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await worker.send(reply)
+        except (ConnectionError, RuntimeError):
+            return  # the worker is gone; its sample already ended
 
     async def run_code(self, code: str, timeout_s: float) -> object:
         """execute_code: `solution()`'s value from a fresh worker; raises CodeExecutionError."""
         limit = min(max(timeout_s, 0.1), self.settings.execute_code_timeout_s)
-        answer, _stdout, error, _wall = await self._run_job(
-            {"type": "run", "kind": "code", "source": code}, limit,
-            f"code exceeded {limit:g} s wall clock", None,
-        )
+        async with self._code_slots:
+            answer, _stdout, error, _wall = await self._run_job(
+                {"type": "run", "kind": "code", "source": code}, limit,
+                f"code exceeded {limit:g} s wall clock", None,
+            )
         if error is not None:
             raise CodeExecutionError(f"{error['type']}: {error['message']}")
         too_big = self._answer_error(answer)
@@ -256,10 +268,11 @@ class Sandbox:
 
     async def run_program(self, source: str, timeout_s: float) -> ProgramResult:
         """A test program (e.g. hidden tests of a code task) in its own worker, apart from workflows."""
-        answer, stdout, error, wall = await self._run_job(
-            {"type": "run", "kind": "program", "source": source}, timeout_s,
-            f"program exceeded {timeout_s:g} s wall clock", None,
-        )
+        async with self._code_slots:
+            answer, stdout, error, wall = await self._run_job(
+                {"type": "run", "kind": "program", "source": source}, timeout_s,
+                f"program exceeded {timeout_s:g} s wall clock", None,
+            )
         passed = error is None and answer == {"passed": True}
         return ProgramResult(passed=passed, error=error, wall_s=wall, stdout=stdout)
 

@@ -254,9 +254,9 @@ def main() -> None:
             __import__(name)
         except ImportError:
             continue
-    layers = limits.unshare_and_drop(config.get("uid"), int(config["workdir_mb"]))
-    layers += limits.apply_rlimits(**config["rlimits"])
     stdlib = os.path.dirname(os.__file__)
+    layers = limits.unshare_and_drop(config.get("uid"), int(config["workdir_mb"]), (stdlib,))
+    layers += limits.apply_rlimits(**config["rlimits"])
     limits.install_audit_hook(os.getcwd(), (stdlib,))
     layers.append("audit_hook")
     channel = Channel(fd_in, fd_out)

@@ -15,10 +15,11 @@ LETTERS = "ABCD"
 
 _CUES = [
     re.compile(r"\\boxed\{\s*\(?([A-D])\)?\s*\}"),
-    re.compile(r"answer\s*(?:is|:)?\s*(?:option\s*)?[:\s]*\(?\s*([A-D])\b\)?", re.IGNORECASE),
+    re.compile(r"answer\s*(?:is|:)?\s*(?:option\s*)?[:\s]*\(?\s*((?-i:[A-D]))\b\)?", re.IGNORECASE),
     re.compile(r"^\s*\(?([A-D])\)?\s*[.:)]?\s*$"),
     re.compile(r"^\s*\(?([A-D])[).:]\s"),
     re.compile(r"\(([A-D])\)"),
+    re.compile(r"(?:^|\s)([A-D])\s*[.)]?\s*$"),
 ]
 
 

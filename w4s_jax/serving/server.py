@@ -1,0 +1,218 @@
+"""OpenAI-compatible HTTP server (aiohttp) over a `Sampler`: /v1/models, /v1/chat/completions.
+
+JSON mode (`response_format: {"type": "json_object"}`): every choice's text must parse with
+`json.loads`. A choice that does not is sampled again with the next seed, at most `json_retries`
+times (a greedy request is deterministic, so it is not retried); if a choice is still not JSON the
+request fails with HTTP 422 and error code `json_invalid`, so a client never mistakes prose for
+JSON. Streaming (`stream: true`) sends OpenAI's chunk format ending with `data: [DONE]`; chunks are
+cut at token boundaries after the request's batch has been generated (the compiled decode loop runs
+to completion), so streaming changes the wire format, not the time to the first token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from w4s_jax.sampling.params import Completion
+from w4s_jax.sampling.sampler import Sampler
+from w4s_jax.serving.batching import RequestBatcher
+from w4s_jax.serving.protocol import (
+    ChatRequest,
+    Defaults,
+    RequestError,
+    chat_completion_body,
+    chunk_body,
+    error_body,
+    logprobs_content,
+    new_completion_id,
+    parse_chat_request,
+    text_pieces,
+    usage,
+)
+
+log = logging.getLogger(__name__)
+
+SAMPLER_KEY = web.AppKey("sampler", Sampler)
+BATCHER_KEY = web.AppKey("batcher", RequestBatcher)
+
+
+def _json_error(error: RequestError) -> web.Response:
+    return web.json_response(error.body(), status=error.status)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+class ChatHandler:
+    """The route handlers; holds the served name, request defaults and JSON-mode retries."""
+
+    def __init__(self, sampler: Sampler, batcher: RequestBatcher, served_name: str, defaults: Defaults,
+                 json_retries: int) -> None:
+        self.sampler, self.batcher = sampler, batcher
+        self.served_name, self.defaults, self.json_retries = served_name, defaults, json_retries
+        self.started = int(time.time())
+
+    async def models(self, _request: web.Request) -> web.Response:
+        model = {"id": self.served_name, "object": "model", "created": self.started, "owned_by": "w4s-jax"}
+        return web.json_response({"object": "list", "data": [model]})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            chat = parse_chat_request(await request.read(), self.served_name, self.defaults)
+            prompt = self.sampler.tokenizer.encode_chat(chat.messages)
+            try:
+                self.sampler.check_request([prompt], chat.params)
+            except ValueError as error:
+                raise RequestError(400, str(error), "messages", "context_length_exceeded") from error
+            completions = (await self.batcher.submit([prompt], chat.params))[0]
+            if chat.json_mode:
+                completions = await self._retry_until_json(prompt, chat, completions)
+        except RequestError as error:
+            return _json_error(error)
+        decode = self.sampler.tokenizer.decode
+        logprobs = [logprobs_content(c, decode) for c in completions] if chat.logprobs else None
+        completion_id = new_completion_id()
+        if not chat.stream:
+            body = chat_completion_body(completion_id, self.served_name, completions, len(prompt), logprobs)
+            return web.json_response(body)
+        return await self._stream(request, chat, completion_id, completions, len(prompt), logprobs)
+
+    async def _retry_until_json(self, prompt: list[int], chat: ChatRequest, completions: list[Completion]) -> list[Completion]:
+        completions = list(completions)
+        retries = 0 if chat.params.is_greedy else self.json_retries
+        for attempt in range(1, retries + 1):
+            bad = [i for i, c in enumerate(completions) if not _is_json(c.text)]
+            if not bad:
+                break
+            params = chat.params.replace(n=len(bad), seed=(chat.params.seed + attempt * 7919) % 2**32)
+            again = (await self.batcher.submit([prompt], params))[0]
+            for i, completion in zip(bad, again):
+                completions[i] = completion
+        bad = [i for i, c in enumerate(completions) if not _is_json(c.text)]
+        if bad:
+            raise RequestError(
+                422, f"response_format json_object: choice(s) {bad} are not valid JSON after {retries} retries",
+                "response_format", "json_invalid", error_type="invalid_response_error",
+            )
+        return completions
+
+    async def _stream(self, request: web.Request, chat: ChatRequest, completion_id: str,
+                      completions: list[Completion], prompt_tokens: int, logprobs: list[dict] | None) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        created = int(time.time())
+
+        async def send(choices: list[dict], usage_counts: dict | None = None) -> None:
+            body = chunk_body(completion_id, self.served_name, created, choices, usage_counts)
+            await response.write(f"data: {json.dumps(body)}\n\n".encode())
+
+        decode = self.sampler.tokenizer.decode
+        for i, completion in enumerate(completions):
+            await send([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
+            for piece in text_pieces(completion, decode):
+                await send([{"index": i, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}])
+            final_logprobs = logprobs[i] if logprobs else None
+            await send([{"index": i, "delta": {}, "logprobs": final_logprobs, "finish_reason": completion.finish_reason}])
+        if chat.include_usage:
+            await send([], usage(prompt_tokens, completions))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+
+@web.middleware
+async def _errors_as_json(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """Unknown routes, wrong methods and unexpected failures answer in OpenAI's error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return web.json_response(error_body(error.reason, "invalid_request_error", None, str(error.status)),
+                                 status=error.status)
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return web.json_response(error_body("internal server error", "server_error", None, "internal_error"), status=500)
+
+
+def make_app(sampler: Sampler, *, served_name: str, defaults: Defaults, max_batch: int = 16,
+             batch_wait_ms: float = 5.0, json_retries: int = 3, max_body_mb: float = 32.0) -> web.Application:
+    """The aiohttp application; the batcher starts and stops with the app."""
+    if sampler.tokenizer is None:
+        raise ValueError("the server needs a sampler with a tokenizer (chat template for messages)")
+    app = web.Application(middlewares=[_errors_as_json], client_max_size=int(max_body_mb * 2**20))
+    batcher = RequestBatcher(sampler, max_batch, batch_wait_ms)
+    app[SAMPLER_KEY], app[BATCHER_KEY] = sampler, batcher
+    handler = ChatHandler(sampler, batcher, served_name, defaults, json_retries)
+    app.router.add_get("/v1/models", handler.models)
+    app.router.add_post("/v1/chat/completions", handler.chat)
+
+    async def start(_app: web.Application) -> None:
+        batcher.start()
+
+    async def stop(_app: web.Application) -> None:
+        await batcher.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return app
+
+
+async def serve_until_signal(app: web.Application, host: str, port: int, on_ready: Callable[[str], None],
+                             shutdown_timeout_s: float = 600.0) -> None:
+    """Serves until SIGTERM or SIGINT; then stops accepting, finishes in-flight requests, returns."""
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout_s, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound_port = runner.addresses[0][1]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    on_ready(f"http://{host}:{bound_port}")
+    await stop.wait()
+    log.info("signal received: finishing in-flight requests")
+    await runner.cleanup()
+
+
+class BackgroundServer:
+    """Runs an app on its own event loop in a thread (tests, notebooks): `with BackgroundServer(app) as url:`."""
+
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app, self.host, self.port = app, host, port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="w4s-server", daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
+        return self.url
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.url = f"http://{self.host}:{self._runner.addresses[0][1]}"
+
+    def __exit__(self, *exc_info) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
