@@ -12,15 +12,15 @@ import time
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-STEPS = 24
+STEPS = 30
 
 
 def _command(data: pathlib.Path, out: pathlib.Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "w4s_jax.cli.main", "train",
         "--config.model.preset=tiny", "--config.train.tokenizer=bytes", f"--config.train.data={data}",
-        "--config.train.seq_len=1024", "--config.train.micro_batch=8", f"--config.train.steps={STEPS}",
-        "--config.checkpoint.every_steps=4", "--config.checkpoint.keep=2", "--config.train.progress=False",
+        "--config.train.seq_len=256", "--config.train.micro_batch=4", f"--config.train.steps={STEPS}",
+        "--config.checkpoint.every_steps=2", "--config.checkpoint.keep=2", "--config.train.progress=False",
         "--config.optimizer.learning_rate=1e-3", f"--config.output_dir={out}", *extra,
     ]  # fmt: skip
 
@@ -74,7 +74,7 @@ def test_sigkill_and_sigterm_resume_bit_identically(tmp_path, rlao_trajectory_wr
     run = tmp_path / "interrupted"
     killed = _interrupt(data, run, signal.SIGKILL, after_step=6)
     assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    preempted = _interrupt(data, run, signal.SIGTERM, after_step=14)
+    preempted = _interrupt(data, run, signal.SIGTERM, after_step=16)
     assert preempted.returncode == 0, preempted.stderr[-3000:]
     assert "SIGTERM received; checkpoint saved at step" in preempted.stderr + preempted.stdout
     assert "resumed at step" in preempted.stderr + preempted.stdout

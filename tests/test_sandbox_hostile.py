@@ -23,7 +23,7 @@ from w4s_jax.sandbox.pool import STALE_WORKDIR_S, UID_BASE, WORKDIR_PREFIX, remo
 
 SECRET = "sk-w4s-fake-secret-7d1f0c"
 SETTINGS = SandboxSettings(
-    workers=3, sample_timeout_s=3.0, cpu_seconds=4, memory_mb=512, max_file_mb=2, max_open_files=32,
+    workers=3, sample_timeout_s=3.0, cpu_seconds=4, memory_mb=256, max_file_mb=2, max_open_files=32,
     max_output_bytes=100_000, execute_code_timeout_s=2.0, workdir_mb=8,
 )
 NORMAL = "def solver(agent, task):\n    return {'answer': agent.call_llm(messages=[{'role': 'user', 'content': task}])[0]}\n"
@@ -149,7 +149,7 @@ HOSTILE = [
     ("system_exit", "raise SystemExit(3)", "SystemExit", "3"),
     ("execute_code_escape", "return {'answer': agent.execute_code('import os\\nos.system(\"id\")')}",
      "Exception", "Error when executing code"),
-    ("execute_code_flood", "import threading\nfor _ in range(20):\n    threading.Thread(target=agent.execute_code, "
+    ("execute_code_flood", "import threading\nfor _ in range(12):\n    threading.Thread(target=agent.execute_code, "
      "args=('import time\\ntime.sleep(1)',)).start()\nimport time\ntime.sleep(60)", "TimeoutError", "wall clock"),
     ("execute_code_infinite_loop", "return {'answer': agent.execute_code('while True:\\n    pass', timeout=60)}",
      "Exception", "2 s wall clock"),

@@ -383,3 +383,13 @@ def aot_fields() -> ml_collections.ConfigDict:
         max_rows_per_group=(16, "auto micro-batch search stops at this many rows per data-parallel group"),
         output=("aot.json", "JSON report path"),
     )
+
+
+def rounds_section() -> ml_collections.ConfigDict:
+    """`w4s-jax rlao`: rounds of collect (W4S with the current meta-agent) then train (RLAO)."""
+    return section(
+        "rounds",
+        count=(2, "rounds of collect + train"),
+        cumulative=(True, "train each round on the trajectories of all rounds so far (False = this round's only)"),
+        final_collect=(True, "after the last round, collect once more with the trained meta-agent (its scores)"),
+    )

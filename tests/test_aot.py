@@ -1,0 +1,51 @@
+"""`w4s-jax aot`: the train step compiled for TPU topologies on this CPU host (libtpu), tiny preset."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from w4s_jax.configlib import ConfigError
+from w4s_jax.models import get_preset
+from w4s_jax.rlao.aot import GIB, plan_and_compile, tpu_topology
+from w4s_jax.rlao.lora import LoraConfig
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_cli_writes_the_report(tmp_path):
+    out = tmp_path / "OUT.json"
+    command = [
+        sys.executable, "-m", "w4s_jax.cli.main", "aot", "--config=configs/aot.py", "--config.model.preset=tiny",
+        "--config.topology=v5p-8", "--config.seq_len=256", f"--config.output={out}", "--config.max_rows_per_group=1",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["topology"] == "v5p-8" and report["chips"] == 4 and report["device_kind"].startswith("TPU v5")
+    assert report["mesh"] == {"data": 1, "fsdp": 4, "tensor": 1} and report["micro_batch"] == 4
+    memory = report["memory_per_chip"]
+    assert report["bytes_per_chip"] == memory["arguments"] + memory["outputs"] + memory["temporaries"] - memory["aliased"]
+    assert memory["aliased"] > 0  # the donated train state is reused for the new one
+    assert report["hbm_bytes_per_chip"] == 95 * GIB and report["fits"]
+    # The compiler's FLOPs include remat's recomputation: at least the model FLOPs, at most ~2x.
+    assert report["model_flops_per_step"] <= report["flops_per_step"] <= 2.5 * report["model_flops_per_step"]
+    assert "aot: tiny (full) on v5p-8" in done.stdout
+
+
+def test_lora_on_v5e_with_a_given_mesh_and_micro_batch():
+    model = get_preset("tiny").replace(dtype="bfloat16", param_dtype="bfloat16", remat="full")
+    report = plan_and_compile(model, tpu_topology("v5litepod-8"), seq_len=128, micro_batch=8, mesh="1,4,2",
+                              lora=LoraConfig(rank=4), log=lambda _: None)
+    assert report["chips"] == 8 and report["hbm_bytes_per_chip"] == 16 * GIB
+    assert report["mesh"] == {"data": 1, "fsdp": 4, "tensor": 2} and report["micro_batch"] == 8
+    assert report["mode"] == "lora" and report["fits"] and len(report["attempts"]) == 1
+
+
+def test_bad_topology_and_mesh_are_config_errors():
+    with pytest.raises(ConfigError, match="topology"):
+        tpu_topology("v5p-7")
+    with pytest.raises(ConfigError, match="mesh"):
+        plan_and_compile(get_preset("tiny"), tpu_topology("v5p-8"), seq_len=128, mesh="2,2,2")

@@ -1,0 +1,62 @@
+"""RLAO rounds: collect -> train -> collect, the sampler receiving the trainer's parameters in process."""
+
+import types
+
+import jax
+import numpy as np
+
+from w4s_jax.parallel.mesh import make_mesh
+from w4s_jax.rlao.byte_tokenizer import ByteChatTokenizer
+from w4s_jax.rlao.loading import load_meta_agent
+from w4s_jax.rlao.rounds import run_rounds
+from w4s_jax.rlao.train_step import abstract_model
+from w4s_jax.sampling.sampler import Sampler
+from w4s_jax.w4s.policy import SamplerPolicy
+
+CONFIG_OVERRIDES = {
+    "model.preset": "tiny", "train.tokenizer": "bytes", "train.seq_len": 256, "train.micro_batch": 4,
+    "train.steps": 3, "train.progress": False, "checkpoint.every_steps": 2, "optimizer.learning_rate": 1e-2,
+    "optimizer.warmup_steps": 0, "rounds.count": 2,
+}  # fmt: skip
+
+
+def _config(tmp_path):
+    from w4s_jax.configlib import load_config_file
+    from w4s_jax.cli.app import CONFIGS_DIR
+
+    config = load_config_file(CONFIGS_DIR / "rlao.py")
+    for dotted, value in CONFIG_OVERRIDES.items():
+        section, name = dotted.split(".")
+        config[section][name] = value
+    config.output_dir = str(tmp_path / "run")
+    return config
+
+
+def test_rounds_hand_trained_parameters_to_the_sampler(tmp_path, rlao_trajectory_writer):
+    config = _config(tmp_path)
+    mesh = make_mesh(2, 1, 1, devices=jax.devices()[:2])
+    model_config, params = load_meta_agent(config, mesh)
+    from flax import nnx
+
+    graphdef, _, _ = abstract_model(model_config, mesh)
+    sampler = Sampler(nnx.merge(graphdef, params), ByteChatTokenizer(), mesh, max_prompt_len=256)
+    policy = SamplerPolicy(sampler)
+    seen = []
+
+    def fake_collect(config, policy_arg, output_dir):
+        """Stands in for run_w4s: notes the parameters the policy's sampler holds, writes trajectories."""
+        assert policy_arg is policy
+        seen.append(np.asarray(jax.device_get(policy_arg.sampler.state["embedding"].get_value())))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        path = rlao_trajectory_writer(output_dir / "trajectories.jsonl", tasks=4, history_turns=0)
+        return types.SimpleNamespace(trajectories_path=path)
+
+    records, final = run_rounds(
+        config, model_config=model_config, mesh=mesh, model_params=params, tokenizer=ByteChatTokenizer(),
+        sampler=sampler, policy=policy, collect=fake_collect, output_dir=config.output_dir, log=lambda _: None,
+    )  # fmt: skip
+    assert [r.round for r in records] == [0, 1] and all(r.train_steps == 3 for r in records)
+    assert len(seen) == 3  # two rounds, then the final collection with the trained meta-agent
+    assert not np.array_equal(seen[0], seen[1]) and not np.array_equal(seen[1], seen[2])
+    np.testing.assert_array_equal(seen[2], jax.device_get(final["embedding"]))
+    assert (tmp_path / "run" / "round_1" / "train" / "metrics.jsonl").exists()

@@ -1,0 +1,52 @@
+"""`w4s-jax rlao`: N rounds of collect (W4S) + train (RLAO), the sampler sharing the trainer's parameters."""
+
+from __future__ import annotations
+
+import logging
+
+import ml_collections
+
+from w4s_jax.configlib import ConfigError
+
+DOC = (
+    "RLAO rounds: collect W4S trajectories with the in-process JAX meta-agent, train on them "
+    "(reward-weighted regression), hand the trained parameters to the sampler (Sampler.set_state, same "
+    "mesh, no reload) and collect again; rounds.count rounds under output_dir/round_<r>. A rerun with "
+    "the same output_dir resumes collection from its journal and training from its checkpoints."
+)
+DEFAULT_CONFIG = "rlao.py"
+
+
+def main(config: ml_collections.ConfigDict) -> None:
+    from w4s_jax.config_checks import validate
+    from w4s_jax.w4s.cli_common import check_run_config
+
+    if config.meta_agent.kind != "jax":
+        raise ConfigError("meta_agent.kind: rlao trains the in-process meta-agent; fix: --config.meta_agent.kind=jax")
+    check_run_config(config)
+    validate(config, sections=("model", "mesh", "output_dir"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from w4s_jax.parallel.mesh import mesh_from_config
+    from w4s_jax.rlao.loading import export_meta_agent, load_meta_agent, load_tokenizer
+    from w4s_jax.rlao.rounds import run_rounds
+    from w4s_jax.rlao.train_step import abstract_model
+    from w4s_jax.sampling.sampler import Sampler
+    from w4s_jax.w4s.policy import SamplerPolicy
+    from w4s_jax.w4s.runner import run_w4s
+
+    mesh = mesh_from_config(config.mesh)
+    tokenizer = load_tokenizer(config)
+    model_config, params = load_meta_agent(config, mesh)
+    from flax import nnx
+
+    graphdef, _, _ = abstract_model(model_config, mesh)
+    sampler = Sampler(nnx.merge(graphdef, params), tokenizer, mesh, max_prompt_len=config.sampling.max_prompt_len)
+    policy = SamplerPolicy(sampler, top_p=config.sampling.top_p, top_k=config.sampling.top_k)
+    records, final = run_rounds(
+        config, model_config=model_config, mesh=mesh, model_params=params, tokenizer=tokenizer, sampler=sampler,
+        policy=policy, collect=run_w4s, output_dir=config.output_dir,
+    )  # fmt: skip
+    for record in records:
+        print(f"rlao: round {record.round}: {record.train_steps} steps, loss {record.last_metrics.get('loss')}")
+    if config.train.export_dir:
+        print(f"rlao: exported the trained meta-agent to {export_meta_agent(model_config, final, config.train.export_dir)}")

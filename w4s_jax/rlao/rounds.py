@@ -1,0 +1,77 @@
+"""RLAO rounds: collect with the current meta-agent, train on what was collected, collect again.
+
+The sampler and the trainer share one mesh and one process: after each round's training the
+sampler gets the trained parameters with `Sampler.set_state` (no reload, no recompile of
+generation). Every round lives in `<output_dir>/round_<r>/{collect,train}`; collection resumes from
+its journal and training from its checkpoints, so a killed `w4s-jax rlao` rerun with the same
+output_dir continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import ml_collections
+from flax import nnx
+
+from w4s_jax.configlib import ConfigError
+from w4s_jax.models.config import ModelConfig
+from w4s_jax.rlao.examples import TrainingTokenizer
+from w4s_jax.rlao.trainer import run_training
+from w4s_jax.rlao.train_step import abstract_model
+
+# collect(config, policy, output_dir) -> an object with `.trajectories_path` (w4s.runner.run_w4s).
+Collect = Callable[[ml_collections.ConfigDict, Any, pathlib.Path], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundRecord:
+    round: int
+    trajectories: str
+    train_steps: int
+    last_metrics: dict[str, float]
+
+
+def run_rounds(
+    config: ml_collections.ConfigDict,
+    *,
+    model_config: ModelConfig,
+    mesh: Any,
+    model_params: dict,
+    tokenizer: TrainingTokenizer,
+    sampler: Any,
+    policy: Any,
+    collect: Collect,
+    output_dir: str | pathlib.Path,
+    log: Callable[[str], None] = print,
+) -> tuple[list[RoundRecord], dict]:
+    """Runs `rounds.count` rounds; returns their records and the final parameters (pure dict)."""
+    if config.rounds.count < 1:
+        raise ConfigError(f"rounds.count: must be >= 1, got {config.rounds.count}")
+    output_dir = pathlib.Path(output_dir)
+    graphdef, _, _ = abstract_model(model_config, mesh)
+    params = model_params
+    collected: list[str] = []
+    records = []
+    for round_index in range(config.rounds.count):
+        round_dir = output_dir / f"round_{round_index}"
+        result = collect(config, policy, round_dir / "collect")
+        collected.append(str(result.trajectories_path))
+        data = collected if config.rounds.cumulative else collected[-1:]
+        log(f"rlao: round {round_index}: training on {len(data)} trajectory file(s)")
+        trained = run_training(
+            config, model_config=model_config, mesh=mesh, model_params=params, tokenizer=tokenizer,
+            data=list(data), output_dir=round_dir / "train",
+        )  # fmt: skip
+        if trained.preempted:
+            raise SystemExit(f"rlao: preempted in round {round_index}; rerun with the same output_dir to resume")
+        params = trained.model_params()
+        sampler.set_state(nnx.merge(graphdef, params))
+        records.append(RoundRecord(round_index, collected[-1], trained.steps_done, trained.last_metrics))
+    if config.rounds.final_collect:
+        result = collect(config, policy, output_dir / "final" / "collect")
+        log(f"rlao: final collection with the trained meta-agent -> {result.trajectories_path}")
+    return records, params
