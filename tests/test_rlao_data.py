@@ -73,9 +73,9 @@ def test_weight_modes():
     np.testing.assert_allclose(raw, np.exp(np.asarray(rewards) / 0.4))
     np.testing.assert_allclose(example_weights(rewards, WeightConfig(mode="clip", max_weight=2.0)), np.minimum(raw, 2.0))
     np.testing.assert_allclose(example_weights(rewards, WeightConfig(mode="normalize")), raw / raw.mean())
-    with pytest.raises(ConfigError, match="rlao.tau"):
+    with pytest.raises(ConfigError, match=r"rlao\.tau"):
         WeightConfig(tau=0.0)
-    with pytest.raises(ConfigError, match="rlao.max_weight"):
+    with pytest.raises(ConfigError, match=r"rlao\.max_weight"):
         WeightConfig(mode="clip")
 
 

@@ -29,7 +29,8 @@ def test_serve_subprocess_answers_then_exits_cleanly_on_sigterm(smollm2_gguf_pat
         "--config.model.preset=smollm2_135m", f"--config.model.path={smollm2_gguf_path}",
         "--config.host=127.0.0.1", f"--config.port={port}",
     ]
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}  # one CPU device, like a plain machine
+    # One CPU device, like a plain machine; the checkout on the path as in the other CLI tests.
+    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
     ready = threading.Event()
@@ -39,6 +40,7 @@ def test_serve_subprocess_answers_then_exits_cleanly_on_sigterm(smollm2_gguf_pat
             output.append(line)
             if "serving 'smollm2_135m' on http://127.0.0.1:" in line:
                 ready.set()
+        ready.set()  # the process exited: stop waiting
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()

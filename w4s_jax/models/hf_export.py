@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.models.decoder import Decoder
@@ -78,7 +79,8 @@ def write_safetensors(path: str | pathlib.Path, tensors: list[PendingTensor], dt
 
 
 def export_hf(model: Decoder, config: ModelConfig, out_dir: str | pathlib.Path) -> pathlib.Path:
-    """Writes config.json and model.safetensors (parameter dtype) to `out_dir`; returns it."""
+    """Writes config.json and model.safetensors (parameter dtype) to `out_dir`; returns it.
+    On several hosts every process must call it (parameters are gathered); process 0 writes."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pending = []
@@ -86,9 +88,16 @@ def export_hf(model: Decoder, config: ModelConfig, out_dir: str | pathlib.Path) 
         shape = hf_shape(rule, tuple(value.shape[1:] if index is not None else value.shape), config)
 
         def produce(rule=rule, value=value, index=index) -> np.ndarray:
-            return rule.to_hf(np.asarray(jax.device_get(value if index is None else value[index])), config)
+            array = value if index is None else value[index]
+            if not array.is_fully_addressable:  # multi-host: every process joins the gather
+                array = multihost_utils.process_allgather(array, tiled=True)
+            return rule.to_hf(np.asarray(jax.device_get(array)), config)
 
         pending.append(PendingTensor(rule.hf_name(layer), shape, produce))
+    if jax.process_index() != 0:  # only process 0 writes; the others still take part in gathers
+        for tensor in pending:
+            tensor.produce()
+        return out_dir
     write_safetensors(out_dir / "model.safetensors", pending, config.param_dtype)
     (out_dir / "config.json").write_text(json.dumps(config.to_hf_config(), indent=2) + "\n", encoding="utf-8")
     return out_dir

@@ -55,6 +55,7 @@ def load_model(
     param_dtype: str = "float32",
     scan_layers: bool = True,
     remat: str = "none",
+    attention_chunk: int = 512,
     seed: int = 0,
 ) -> tuple[ModelConfig, Decoder]:
     """(config, model) from a preset and a weights path: '' = random init, a directory = HF
@@ -62,7 +63,7 @@ def load_model(
     the file's config raises ConfigMismatchError. `preset` may also be '' to take the file's config.
     """
     run_options = {"dtype": str(jnp.dtype(dtype)), "param_dtype": str(jnp.dtype(param_dtype)),
-                   "scan_layers": scan_layers, "remat": remat}
+                   "scan_layers": scan_layers, "remat": remat, "attention_chunk": attention_chunk}
     base = (get_preset(preset) if preset else None) if isinstance(preset, str) else preset
     path = str(path)
     if not path:

@@ -15,7 +15,6 @@ import threading
 from typing import Any
 
 import grain
-import jax
 import orbax.checkpoint as ocp
 
 from w4s_jax.configlib import ConfigError
@@ -90,11 +89,6 @@ class RunCheckpoints:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
-
-
-def abstract_like(tree: Any, shardings: Any) -> Any:
-    """ShapeDtypeStructs with target shardings: what `restore` places the arrays into."""
-    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
 class PreemptionFlag:

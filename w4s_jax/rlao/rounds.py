@@ -20,8 +20,8 @@ from flax import nnx
 from w4s_jax.configlib import ConfigError
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.examples import TrainingTokenizer
-from w4s_jax.rlao.trainer import run_training
 from w4s_jax.rlao.train_step import abstract_model
+from w4s_jax.rlao.trainer import run_training
 
 # collect(config, policy, output_dir) -> an object with `.trajectories_path` (w4s.runner.run_w4s).
 Collect = Callable[[ml_collections.ConfigDict, Any, pathlib.Path], Any]

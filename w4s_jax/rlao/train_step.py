@@ -136,7 +136,7 @@ class TrainProgram:
             "examples": examples,
             "target_tokens": sums["target_tokens"],
             "tokens": sums["tokens"],
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "learning_rate": jnp.asarray(self.schedule(state["step"]), jnp.float32),
         }
         new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state, "rng": state["rng"]}

@@ -21,7 +21,7 @@ from jax.experimental import multihost_utils
 
 from w4s_jax.configlib import ConfigError
 from w4s_jax.models.config import ModelConfig
-from w4s_jax.rlao.checkpointing import CheckpointConfig, PreemptionFlag, RunCheckpoints, abstract_like
+from w4s_jax.rlao.checkpointing import CheckpointConfig, PreemptionFlag, RunCheckpoints
 from w4s_jax.rlao.examples import Example, TrainingTokenizer, TruncationReport, WeightConfig, build_examples
 from w4s_jax.rlao.flops import peak_flops_per_second, train_flops
 from w4s_jax.rlao.lora import LoraConfig

@@ -51,6 +51,7 @@ class OpenAIPolicy:
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.semaphore = asyncio.Semaphore(max_concurrency)
         self.max_retries = max_retries
+        self.too_long = 0
 
     @classmethod
     def from_config(cls, meta_agent_cfg: Any) -> OpenAIPolicy:
@@ -73,6 +74,12 @@ class OpenAIPolicy:
                         choices = (await response.json(content_type=None))["choices"]
                         return [choice["message"]["content"] or "" for choice in choices]
                     last = f"HTTP {response.status}: {text[:300]}"
+                    if response.status == 400 and "context_length_exceeded" in text:
+                        # As with the in-process sampler: an empty reply (an invalid action) for a
+                        # prompt the model cannot read, instead of failing the whole run.
+                        self.too_long += 1
+                        LOG.warning("meta-agent prompt too long for %s: %s", self.url, text[:200])
+                        return [""] * n
                     if response.status < 500 and response.status != 429:
                         break
             except (TimeoutError, aiohttp.ClientError) as error:
