@@ -25,6 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer = configlib.optimizer_section()
     config.lora = configlib.lora_section()
     config.checkpoint = configlib.checkpoint_section()
+    config.rounds = configlib.rounds_section()
     config.update(configlib.output_fields("runs/base"))
     if arg:
         hardware, _, size = arg.partition(",")

@@ -61,7 +61,6 @@ tpu_runtime_version() {
 forwarded_exports() {
   local name value
   for name in "$@"; do
-    [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "--env wants a variable name, got '$name'"
     value="${!name-}"
     [[ "$DRY_RUN" == 1 ]] && value="<${name} from the local environment>"
     [[ "$DRY_RUN" == 1 || -n "$value" ]] || die "--env $name: the variable is not set locally"
@@ -72,4 +71,10 @@ forwarded_exports() {
 # Prints the script's leading comment block (its usage), without the comment markers.
 usage() {
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+}
+
+# Prints NAME if it can be an environment variable's name; dies otherwise (for --env NAME).
+env_name() {
+  [[ "$1" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "--env wants a variable name, got '$1'"
+  echo "$1"
 }

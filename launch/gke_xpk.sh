@@ -52,7 +52,7 @@ while [[ $# -gt 0 ]]; do
     --num-slices) NUM_SLICES="$2"; shift ;;
     --image) IMAGE="$2"; shift ;;
     --base-image) BASE_IMAGE="$2"; shift ;;
-    --env) FORWARD_ENV+=("$2"); shift ;;
+    --env) FORWARD_ENV+=("$(env_name "$2")"); shift ;;
     run | delete | jobset) ACTION="$1" ;;
     --) shift; W4S_ARGS=("$@"); break ;;
     -h | --help) usage; exit 0 ;;
@@ -129,7 +129,6 @@ jobset_env() {
   [[ ${#FORWARD_ENV[@]} -gt 0 ]] || return 0
   echo "                  env:"
   for name in "${FORWARD_ENV[@]}"; do
-    [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "--env wants a variable name, got '$name'"
     cat <<EOF
                     - name: $name
                       valueFrom:

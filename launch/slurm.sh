@@ -36,7 +36,7 @@ while [[ $# -gt 0 ]]; do
     --partition) SBATCH_OPTIONS+=(--partition="$2"); shift ;;
     --account) SBATCH_OPTIONS+=(--account="$2"); shift ;;
     --time) SBATCH_OPTIONS+=(--time="$2"); shift ;;
-    --env) REQUIRED_ENV+=("$2"); shift ;;
+    --env) REQUIRED_ENV+=("$(env_name "$2")"); shift ;;
     --) shift; W4S_ARGS=("$@"); break ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;

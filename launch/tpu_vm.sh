@@ -49,7 +49,7 @@ while [[ $# -gt 0 ]]; do
     --version) VERSION="$2"; shift ;;
     --spot) SPOT=1 ;;
     --data) DATA_DIR="$2"; shift ;;
-    --env) FORWARD_ENV+=("$2"); shift ;;
+    --env) FORWARD_ENV+=("$(env_name "$2")"); shift ;;
     --teardown) TEARDOWN=1 ;;
     up | run | down) ACTION="$1" ;;
     --) shift; W4S_ARGS=("$@"); break ;;

@@ -172,6 +172,8 @@ def test_local_dry_run_keeps_the_readme_commands(job: str, tmp_path: pathlib.Pat
     ("slurm.sh", ["--dry-run", "--nodes", "0", "--", "train"], "--nodes wants a positive integer"),
     ("tpu_vm.sh", ["up"], "'gcloud' not found"),
     ("slurm.sh", ["--", "train"], "'sbatch' not found"),
+    ("gke_xpk.sh", ["--dry-run", "--env", "A B", "--cluster", "c", "run", "--", "train"], "--env wants a variable name"),
+    ("tpu_vm.sh", ["--dry-run", "--env", "1X", "run", "--", "train"], "--env wants a variable name"),
 ])
 def test_bad_arguments_exit_2_with_a_message(script: str, args: list[str], message: str, bare_path: str) -> None:
     completed = launch(script, *args, path=bare_path)

@@ -239,8 +239,9 @@ MODEL_SIZES: dict[str, dict[str, str]] = {
 }
 
 # Machines: the mesh (data, fsdp, tensor; -1 = the rest), the dtypes, and per model size the global
-# micro-batch (sequences of ~4.6k tokens per gradient micro-step, a multiple of data x fsdp) that fits
-# memory with the size's remat policy. A size missing from `micro_batch` does not fit that machine.
+# micro-batch (packed rows of train.seq_len = 4096 tokens per gradient micro-step, a multiple of
+# data x fsdp) that fits memory with the size's remat policy; `w4s-jax aot` confirms the TPU rows
+# (configs/README.md). A size missing from `micro_batch` does not fit that machine.
 HARDWARE_PRESETS: dict[str, dict] = {
     "cpu": {
         "doc": "one CPU host: tests, the offline demo, debugging",
