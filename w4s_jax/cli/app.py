@@ -21,9 +21,15 @@ def run_subcommand(name: str, module: ModuleType, argv: list[str]) -> None:
     message naming the field; anything else is a bug and keeps its traceback.
     """
     default = CONFIGS_DIR / module.DEFAULT_CONFIG
-    config_flag = config_flags.DEFINE_config_file(
-        "config", str(default), f"ml_collections config file (default: configs/{module.DEFAULT_CONFIG})."
-    )
+    try:
+        # ml_collections resolves `--config.FIELD` overrides against the config here already.
+        config_flag = config_flags.DEFINE_config_file(
+            "config", str(default), f"ml_collections config file (default: configs/{module.DEFAULT_CONFIG})."
+        )
+    except (AttributeError, KeyError) as error:
+        print(f"w4s-jax {name}: configuration error: unknown config field {error}; "
+              f"fix: see `w4s-jax {name} --help` for the fields", file=sys.stderr)
+        sys.exit(2)
     if "--help" in argv or "-h" in argv or "--helpfull" in argv:
         print(f"w4s-jax {name}: {module.DOC}\n")
         print(f"  --config=FILE        config file (default: configs/{module.DEFAULT_CONFIG})")
@@ -34,15 +40,21 @@ def run_subcommand(name: str, module: ModuleType, argv: list[str]) -> None:
             print(f"  (could not load {default}: {error})")
         sys.exit(0)
 
-    def _main(_argv: list[str]) -> None:
-        try:
-            module.main(config_flag.value)
-        except ConfigError as error:
-            print(f"w4s-jax {name}: configuration error: {error}", file=sys.stderr)
-            sys.exit(2)
-
     try:
-        app.run(_main, argv=argv)
+        flags.FLAGS(argv)
+    except flags.Error as error:
+        # A ConfigError raised inside the config file reaches us wrapped in absl's flag error.
+        message = str(error)
+        marker = f"{ConfigError.__name__}: "
+        message = message[message.rindex(marker) + len(marker):].strip() if marker in message else message
+        print(f"w4s-jax {name}: configuration error: {message}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        # Flags are parsed above; app.run only sets up absl (logging, signal handling) and calls main.
+        app.run(lambda _argv: module.main(config_flag.value), argv=argv[:1])
+    except ConfigError as error:
+        print(f"w4s-jax {name}: configuration error: {error}", file=sys.stderr)
+        sys.exit(2)
     finally:
         flags.FLAGS.unparse_flags()
 
