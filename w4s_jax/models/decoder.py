@@ -41,7 +41,8 @@ def _param(
     if num_stacked is not None:
         shape, axes = (num_stacked, *shape), ("layers", *axes)
     if init == "normal":
-        value = _WEIGHT_STD * jax.random.normal(rngs.params(), shape, dtype)
+        # Drawn in float32 then cast: one seed gives the same model whatever the param dtype.
+        value = (_WEIGHT_STD * jax.random.normal(rngs.params(), shape, jnp.float32)).astype(dtype)
     elif init == "ones":
         value = jnp.ones(shape, dtype)
     else:
