@@ -44,9 +44,12 @@ def _run(data, out, *extra):
 
 
 def _interrupt(data, out, sig, after_step: int) -> subprocess.CompletedProcess:
-    """Starts a run and sends `sig` once metrics.jsonl shows `after_step`."""
-    process = subprocess.Popen(_command(data, out), env=_env(), cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    """Starts a run and sends `sig` once metrics.jsonl shows `after_step` (output to files, not
+    pipes, so a chatty child can never stall on a full pipe)."""
+    out.mkdir(parents=True, exist_ok=True)
+    logs = {name: (out / f"{name}.{sig.name}.log").open("w+") for name in ("stdout", "stderr")}
+    process = subprocess.Popen(_command(data, out), env=_env(), cwd=REPO_ROOT, stdout=logs["stdout"],
+                               stderr=logs["stderr"], text=True)
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 240
     try:
@@ -55,12 +58,16 @@ def _interrupt(data, out, sig, after_step: int) -> subprocess.CompletedProcess:
                 process.send_signal(sig)
                 break
             time.sleep(0.05)
-        stdout, stderr = process.communicate(timeout=120)
+        process.wait(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode is not None
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    text = {}
+    for name, handle in logs.items():
+        handle.seek(0)
+        text[name] = handle.read()
+        handle.close()
+    return subprocess.CompletedProcess(process.args, process.returncode, text["stdout"], text["stderr"])
 
 
 @pytest.mark.slow

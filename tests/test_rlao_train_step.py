@@ -14,6 +14,7 @@ from w4s_jax.models import get_preset, load_model
 from w4s_jax.parallel.mesh import make_mesh
 from w4s_jax.rlao.byte_tokenizer import ByteChatTokenizer
 from w4s_jax.rlao.examples import WeightConfig, build_examples
+from w4s_jax.rlao.loading import export_meta_agent
 from w4s_jax.rlao.lora import LoraConfig
 from w4s_jax.rlao.optimizer import OptimizerConfig
 from w4s_jax.rlao.pipeline import BATCH_AXES, PipelineConfig, build_dataset, example_features, place_batch
@@ -135,7 +136,7 @@ def test_gradient_accumulation_equals_the_big_batch(examples, host_params):
                  state_acc["params"], state_big["params"])
 
 
-def test_lora_changes_only_adapters(examples, host_params):
+def test_lora_changes_only_adapters(examples, host_params, tmp_path):
     config = LoraConfig(rank=4, alpha=8.0)
     prog = program((2, 2, 2), lora=config)
     merged_at_init = jax.device_get(prog.merged_params(*prog.init_state(jax.device_put(host_params, prog.model_shardings), 0)))
@@ -158,6 +159,11 @@ def test_lora_changes_only_adapters(examples, host_params):
             assert np.abs(value - base).max() > 0, name
         else:
             np.testing.assert_array_equal(value, base)
+
+    # Export (LoRA merged) to Hugging Face safetensors and load it back: the same parameters.
+    export_meta_agent(MODEL, prog.merged_params(state, frozen), tmp_path / "hf")
+    _, reloaded = load_model("tiny", tmp_path / "hf", mesh=prog.mesh)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(nnx.to_pure_dict(nnx.state(reloaded))), merged)
 
 
 def _per_example_nll(prog, state, frozen, examples):

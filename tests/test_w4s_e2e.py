@@ -45,37 +45,41 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served_smollm2(smollm2_gguf_path):
+def served_smollm2(smollm2_gguf_path, tmp_path_factory):
     """`w4s-jax serve` with SmolLM2 on a free loopback port; yields (base_url, model name)."""
     port = free_port()
     command = [sys.executable, "-m", "w4s_jax.cli.main", "serve", f"--config={REPO / 'configs' / 'serve.py'}",
                "--config.model.preset=smollm2_135m", f"--config.model.path={smollm2_gguf_path}",
-               "--config.host=127.0.0.1", f"--config.port={port}"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=die_with_parent)
-    base_url = f"http://127.0.0.1:{port}/v1"
+               "--config.host=127.0.0.1", f"--config.port={port}", "--config.max_batch=4"]
+    # One CPU device, not the 8 fake ones conftest sets up for sharding tests: those would replicate
+    # the weights 8 times and pad every batch to 8 rows (GBs of memory, 4x the compute).
+    flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": flags}
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    # The log goes to a file, not a pipe: an unread pipe would block the server once full.
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        try:
+            yield f"http://127.0.0.1:{port}/v1", wait_for_models(server, port, log_path)
+        finally:
+            server.terminate()
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(10)
+
+
+def wait_for_models(server: subprocess.Popen, port: int, log_path: pathlib.Path) -> str:
+    """Polls /v1/models until the server answers; returns the served model name."""
     deadline = time.monotonic() + SERVER_START_S
-    models = None
     while time.monotonic() < deadline and server.poll() is None:
         try:
-            with urllib.request.urlopen(f"{base_url}/models", timeout=5) as response:
-                models = json.loads(response.read())
-                break
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as response:
+                return json.loads(response.read())["data"][0]["id"]
         except OSError:
             time.sleep(1.0)
-    if models is None:
-        server.kill()
-        pytest.fail(f"w4s-jax serve did not come up on port {port}: {server.communicate(timeout=30)[1][-3000:]}")
-    try:
-        yield base_url, models["data"][0]["id"]
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+    pytest.fail(f"w4s-jax serve did not come up on port {port}: {log_path.read_text()[-3000:]}")
 
 
 def expected_rewards(lines: list[dict], seed_scores: list[float], rule: RewardRule) -> dict[tuple, float]:

@@ -395,3 +395,13 @@ def rounds_section() -> ml_collections.ConfigDict:
         cumulative=(True, "train each round on the trajectories of all rounds so far (False = this round's only)"),
         final_collect=(True, "after the last round, collect once more with the trained meta-agent (its scores)"),
     )
+
+
+def demo_section() -> ml_collections.ConfigDict:
+    """`w4s-jax demo`: the offline stand-in for the strong executor."""
+    return section(
+        "demo",
+        stand_in_executor=(True, "serve the executor from a local *test* endpoint (a stand-in, no network); False = use executor.*"),
+        stand_in_accuracy=(0.55, "stand-in executor: chance that one call answers a question right (majority votes do better)"),
+        stand_in_latency_ms=(0.0, "stand-in executor: added latency per call, milliseconds"),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import ml_collections
+from absl import logging as absl_logging
 
 from w4s_jax.configlib import ConfigError
 
@@ -26,6 +27,7 @@ def main(config: ml_collections.ConfigDict) -> None:
     check_run_config(config)
     validate(config, sections=("model", "mesh", "output_dir"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     from w4s_jax.parallel.mesh import mesh_from_config
     from w4s_jax.rlao.loading import export_meta_agent, load_meta_agent, load_tokenizer
     from w4s_jax.rlao.rounds import run_rounds

@@ -169,8 +169,8 @@ def plan_and_compile(
     """Chooses mesh and micro-batch (unless given), compiles, and returns the JSON report.
 
     Auto: meshes in `candidate_meshes` order; on the first mesh where one row per data-parallel
-    group fits HBM, the micro-batch doubles while it still fits. Every compile is listed in
-    `attempts`.
+    group fits HBM, the largest micro-batch that fits (see `largest_fitting`). Every compile is
+    listed in `attempts`.
     """
     hbm = topology.generation.hbm_bytes
     meshes = [parse_mesh(mesh, topology.chips)] if mesh != "auto" else candidate_meshes(topology.chips, model.num_kv_heads)
@@ -189,24 +189,34 @@ def plan_and_compile(
         log(f"aot: {topology.name} mesh {shape} micro_batch {rows}: {shown} per chip ({'fits' if result['fits'] else 'too big'})")
         return result
 
+    def largest_fitting(shape) -> dict | None:
+        """1 and 2 rows per data-parallel group, then the linear extrapolation of those two compiles
+        to the most rows that fit (stepping down while the compiler disagrees)."""
+        groups = shape[0] * shape[1]
+        one = attempt(shape, groups)
+        if not one["fits"] or max_rows_per_group < 2:
+            return one if one["fits"] else None
+        two = attempt(shape, 2 * groups)
+        if not two["fits"]:
+            return one
+        slope = two["bytes_per_chip"] - one["bytes_per_chip"]
+        guess = max_rows_per_group if slope <= 0 else 2 + (hbm - two["bytes_per_chip"]) // slope
+        for rows in range(min(int(guess), max_rows_per_group), 2, -1):
+            result = attempt(shape, rows * groups)
+            if result["fits"]:
+                return result
+        return two
+
     best = None
     for shape in meshes:
-        groups = shape[0] * shape[1]
         if micro_batch:
+            groups = shape[0] * shape[1]
             if micro_batch % groups:
                 raise ConfigError(f"micro_batch: {micro_batch} must be a multiple of data x fsdp = {groups}")
             best = attempt(shape, micro_batch)
             break
-        rows_per_group = 1
-        fitted = None
-        while rows_per_group <= max_rows_per_group:
-            result = attempt(shape, groups * rows_per_group)
-            if not result["fits"]:
-                break
-            fitted = result
-            rows_per_group *= 2
-        if fitted is not None:
-            best = fitted
+        best = largest_fitting(shape)
+        if best is not None:
             break
     if best is None:
         best = min(attempts, key=lambda r: r["bytes_per_chip"] if r["bytes_per_chip"] is not None else float("inf"))
@@ -229,9 +239,11 @@ def plan_and_compile(
         "memory_per_chip": best.get("memory_per_chip"),
         "hbm_bytes_per_chip": hbm,
         "fits": best["fits"],
-        "flops_per_step": best.get("flops_per_chip", float("nan")) * topology.chips,
-        "flops_per_step_per_chip": best.get("flops_per_chip"),
-        "model_flops_per_step": train_flops(model, tokens, best["micro_batch"] * grad_accum_steps * seq_len * (seq_len + 1) / 2, lora is not None),
+        # XLA's cost analysis counts a while loop's body once (the scanned layers, logits chunks and
+        # micro-batches run many times), so FLOPs per step are the model's: 6 N tokens + attention.
+        "flops_per_step": train_flops(model, tokens, best["micro_batch"] * grad_accum_steps * seq_len * (seq_len + 1) / 2, lora is not None),
+        "flops_source": "model FLOPs (6 N tokens + causal attention, no remat recompute)",
+        "xla_flops_per_chip": best.get("flops_per_chip"),
         "matmul_params": matmul_params(model),
         "compile_s": best.get("compile_s"),
         "attempts": attempts,

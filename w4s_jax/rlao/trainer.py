@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import pathlib
 import time
@@ -159,6 +160,8 @@ def run_training(
     del model_params  # full fine-tuning: the state owns (and donates) the parameters from here on
 
     logger = MetricsLogger(output_dir, total_steps, start, progress=config.train.progress and start < total_steps)
+    if jax.process_index() == 0:
+        (output_dir / "data_report.json").write_text(json.dumps(truncation.to_dict(), indent=2) + "\n")
     logger.note(f"rlao: {truncation.summary()}; {total_steps} steps" + (f", resumed at step {start}" if start else ""))
     peak, peak_source = peak_flops_per_second(list(mesh.devices.flat))
     last_metrics: dict[str, float] = {}

@@ -24,9 +24,10 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from w4s_jax.models.kv_cache import KVCache, kv_cache_shardings
-from w4s_jax.parallel.sharding import logical_to_spec, state_shardings
+from w4s_jax.parallel.sharding import logical_to_spec
 from w4s_jax.sampling.bucketing import batch_bucket, bucket, chunks, next_power_of_two
 from w4s_jax.sampling.chat import ChatTokenizer
+from w4s_jax.sampling.layout import unrolled_layout
 from w4s_jax.sampling.params import Completion, SamplingParams
 from w4s_jax.sampling.stopping import cut_at_stop_string, trim_stop_token
 
@@ -116,7 +117,8 @@ class Sampler:
         cache_dtype: str | None = None,
     ) -> None:
         graphdef, state = model if isinstance(model, tuple) else nnx.split(model)
-        self.graphdef = graphdef
+        self.source_state_shapes = _shapes(state)
+        self.graphdef, _, self._state_shardings, self._to_decode_layout = unrolled_layout(graphdef, state, mesh)
         self.config = nnx.merge(graphdef, state).config
         self.tokenizer = tokenizer
         self.mesh = mesh
@@ -127,8 +129,7 @@ class Sampler:
         self.cache_dtype = jnp.dtype(cache_dtype or self.config.dtype)
         self.batch_multiple = int(mesh.shape.get("data", 1) * mesh.shape.get("fsdp", 1))
         self.max_batch = batch_bucket(max(int(max_batch), self.batch_multiple), self.batch_multiple, 1 << 30)
-        self._state_shardings = state_shardings(state, mesh)
-        self.state = jax.device_put(state, self._state_shardings)
+        self.state = self._to_decode_layout(state)
         self._programs: dict[tuple[int, int, int, str], tuple] = {}
         self.compile_count = 0  # traces of prefill/decode; each trace is one XLA compile
         self._lock = threading.Lock()
@@ -139,12 +140,14 @@ class Sampler:
         """Swaps in new parameters of the same structure and shapes (no recompile)."""
         if isinstance(state, nnx.Module):
             state = nnx.state(state)
-        old = jax.tree.map(lambda x: (x.shape, x.dtype), self.state)
-        new = jax.tree.map(lambda x: (np.shape(x), jnp.result_type(x)), state)
-        if jax.tree.structure(old) != jax.tree.structure(new) or jax.tree.leaves(old) != jax.tree.leaves(new):
+        new = _shapes(state)
+        if jax.tree.structure(new) != jax.tree.structure(self.source_state_shapes) or jax.tree.leaves(
+            new
+        ) != jax.tree.leaves(self.source_state_shapes):
             raise ValueError("set_state: the new state's structure, shapes or dtypes differ from the sampler's model")
+        converted = self._to_decode_layout(state)
         with self._lock:
-            self.state = jax.device_put(state, self._state_shardings)
+            self.state = converted
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Completion]]:
         """`params.n` completions for each token prompt."""
@@ -369,6 +372,10 @@ class Sampler:
             donate_argnums=(1,),
         )
         return _with_mesh(prefill_jit, mesh), _with_mesh(decode_jit, mesh)
+
+
+def _shapes(state: nnx.State):
+    return jax.tree.map(lambda x: (tuple(np.shape(x)), jnp.result_type(x)), state)
 
 
 def _with_mesh(fn, mesh: Mesh):

@@ -15,11 +15,11 @@ def policy_from_config(config: Any) -> Policy:
     if config.meta_agent.kind == "openai":
         return OpenAIPolicy.from_config(config.meta_agent)
     from w4s_jax.models import load_model
-    from w4s_jax.parallel.mesh import make_mesh
+    from w4s_jax.parallel.mesh import mesh_from_config
     from w4s_jax.sampling.chat import ChatTokenizer
     from w4s_jax.sampling.sampler import Sampler
 
-    mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+    mesh = mesh_from_config(config.mesh)
     _, model = load_model(config.model.preset, config.model.path, mesh=mesh, dtype=config.model.dtype,
                           param_dtype=config.model.param_dtype, scan_layers=config.model.scan_layers)
     tokenizer = ChatTokenizer.from_path(config.model.path)

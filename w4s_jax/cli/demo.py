@@ -1,0 +1,81 @@
+"""`w4s-jax demo`: the whole W4S + RLAO pipeline at toy scale, offline, on CPU.
+
+One round of `w4s-jax rlao` with the demo config: the SmolLM2-135M-Instruct meta-agent (JAX, in
+process) proposes GSM8K workflows, the sandbox runs them, their executor calls go over HTTP to a
+local *test* endpoint standing in for a strong executor, rewards are computed, an RLAO update is
+trained and checkpointed with orbax, and `report.md` ties the outputs together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pathlib
+from collections.abc import Iterator
+
+import ml_collections
+
+DOC = (
+    "Offline end-to-end demo on CPU (about 10 minutes on 2 cores): SmolLM2-135M-Instruct meta-agent in JAX, "
+    "sandboxed workflows, a local TEST endpoint standing in for the strong executor, rewards, one RLAO "
+    "update with an orbax checkpoint, and report.md with plots under output_dir. Point it at a real "
+    "executor with --config.demo.stand_in_executor=False (OPENAI_API_KEY, or --config.executor.base_url)."
+)
+DEFAULT_CONFIG = "demo.py"
+
+STAND_IN_NOTE = (
+    "The executor is a local **test endpoint standing in for a strong executor** "
+    "(`w4s_jax.executor.test_endpoint`, oracle stand-in): it knows the gold answers and answers a call "
+    "right with probability {accuracy}, so a workflow that votes over several calls scores higher than one "
+    "call. It is not a language model. To use a real executor, rerun with "
+    "`--config.demo.stand_in_executor=False` and `OPENAI_API_KEY` set (GPT-4o-mini by default), or any "
+    "OpenAI-compatible server: `--config.executor.base_url=http://HOST:8000/v1 --config.executor.model=NAME`."
+)
+
+
+@contextlib.contextmanager
+def stand_in_executor(config: ml_collections.ConfigDict, output_dir: pathlib.Path) -> Iterator[str]:
+    """Serves the stand-in executor from a subprocess on loopback; yields its base URL.
+
+    Its answer table holds the gold answers of the demo's validation and test questions: the stand-in
+    plays an executor that often knows the answer. Nothing from it reaches the meta-agent's prompts
+    beyond what the W4S loop itself reports (validation feedback only).
+    """
+    from w4s_jax.executor.test_endpoint import spawn
+    from w4s_jax.tasks import get_task
+
+    task = get_task(config.task.name, config.task.seed)
+    table = {}
+    for split, limit in (("validate", config.task.val_limit), ("test", config.task.test_limit)):
+        table.update({example.question: str(example.answer) for example in task.load(split, config.task.data_dir, limit)})
+    answers = output_dir / "stand_in_answers.json"
+    answers.write_text(json.dumps(table), encoding="utf-8")
+    process, url = spawn([
+        "--answers", str(answers), "--accuracy", str(config.demo.stand_in_accuracy),
+        "--latency-ms", str(config.demo.stand_in_latency_ms), "--model", config.executor.model,
+    ])  # fmt: skip
+    try:
+        yield url
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def main(config: ml_collections.ConfigDict) -> None:
+    from w4s_jax.cli import rlao
+    from w4s_jax.demo_report import write_demo_report
+    from w4s_jax.models.weights import smollm2_gguf_path
+
+    output_dir = pathlib.Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if not config.model.path:
+        config.model.path = str(smollm2_gguf_path())
+    if config.demo.stand_in_executor:
+        with stand_in_executor(config, output_dir) as url:
+            config.executor.base_url = url
+            rlao.main(config)
+    else:
+        rlao.main(config)
+    stand_in = STAND_IN_NOTE.format(accuracy=config.demo.stand_in_accuracy) if config.demo.stand_in_executor else ""
+    report = write_demo_report(config, output_dir, stand_in)
+    print(f"demo: report at {report}")
