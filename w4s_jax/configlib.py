@@ -402,6 +402,6 @@ def demo_section() -> ml_collections.ConfigDict:
     return section(
         "demo",
         stand_in_executor=(True, "serve the executor from a local *test* endpoint (a stand-in, no network); False = use executor.*"),
-        stand_in_accuracy=(0.55, "stand-in executor: chance that one call answers a question right (majority votes do better)"),
+        stand_in_accuracy=(0.3, "stand-in executor: chance that one call answers a question right (majority votes do better)"),
         stand_in_latency_ms=(0.0, "stand-in executor: added latency per call, milliseconds"),
     )

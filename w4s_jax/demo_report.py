@@ -72,7 +72,7 @@ def write_demo_report(config: ml_collections.ConfigDict, output_dir: pathlib.Pat
         last = records[-1]
         lines += [
             f"- {len(records)} optimizer steps on the trajectories: loss {records[0]['loss']:.4f} -> {last['loss']:.4f}, "
-            f"mean weight {last.get('mean_weight', float('nan')):.3f}, {int(last.get('tokens', 0))} target tokens in the last step.",
+            f"mean weight {last.get('mean_weight', float('nan')):.3f}, {int(last.get('target_tokens', 0))} target tokens in the last step.",
             f"- Metrics: `{(train_dir / 'metrics.jsonl').relative_to(output_dir)}` (and TensorBoard event files beside it).",
             "",
             "![training loss](training_loss.png)",

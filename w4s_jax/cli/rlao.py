@@ -28,6 +28,8 @@ def main(config: ml_collections.ConfigDict) -> None:
     validate(config, sections=("model", "mesh", "output_dir"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+    from flax import nnx
+
     from w4s_jax.parallel.mesh import mesh_from_config
     from w4s_jax.rlao.loading import export_meta_agent, load_meta_agent, load_tokenizer
     from w4s_jax.rlao.rounds import run_rounds
@@ -39,8 +41,6 @@ def main(config: ml_collections.ConfigDict) -> None:
     mesh = mesh_from_config(config.mesh)
     tokenizer = load_tokenizer(config)
     model_config, params = load_meta_agent(config, mesh)
-    from flax import nnx
-
     graphdef, _, _ = abstract_model(model_config, mesh)
     sampler = Sampler(nnx.merge(graphdef, params), tokenizer, mesh, max_prompt_len=config.sampling.max_prompt_len)
     policy = SamplerPolicy(sampler, top_p=config.sampling.top_p, top_k=config.sampling.top_k)
