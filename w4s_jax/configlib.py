@@ -405,3 +405,24 @@ def demo_section() -> ml_collections.ConfigDict:
         stand_in_accuracy=(0.3, "stand-in executor: chance that one call answers a question right (majority votes do better)"),
         stand_in_latency_ms=(0.0, "stand-in executor: added latency per call, milliseconds"),
     )
+
+
+def full_run_config(output_dir: str) -> ml_collections.ConfigDict:
+    """Every section a W4S + RLAO run reads; the base, rlao and demo configs start from it."""
+    config = ml_collections.ConfigDict()
+    config.model = model_section()
+    config.mesh = mesh_section()
+    config.sampling = sampling_section()
+    config.executor = executor_section()
+    config.sandbox = sandbox_section()
+    config.task = task_section()
+    config.meta_agent = meta_agent_section()
+    config.w4s = w4s_section()
+    config.train = train_section()
+    config.rlao = rlao_section()
+    config.optimizer = optimizer_section()
+    config.lora = lora_section()
+    config.checkpoint = checkpoint_section()
+    config.rounds = rounds_section()
+    config.update(output_fields(output_dir))
+    return config
