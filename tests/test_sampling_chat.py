@@ -90,3 +90,19 @@ def test_bad_input_is_rejected(smollm_tokenizer, tmp_path):
         ChatTokenizer.from_path(tmp_path)
     with pytest.raises(FileNotFoundError, match="expected a Hugging Face"):
         ChatTokenizer.from_path(tmp_path / "missing.gguf")
+
+
+def test_gguf_tokenizer_matches_transformers_own_gguf_loader(smollm_tokenizer, smollm2_gguf_path):
+    """Our torch-free GGUF tokenizer equals transformers' (which needs torch to read the metadata)."""
+    from transformers import AutoTokenizer
+
+    reference = AutoTokenizer.from_pretrained(str(smollm2_gguf_path.parent), gguf_file=smollm2_gguf_path.name)
+    ours = smollm_tokenizer.tokenizer
+    texts = ["Hello, world!", "  leading spaces\tand tabs\n", "def solver(agent, task):\n    return {'answer': 42}",
+             "Ünïcödé — 数学 🙂", "<|im_start|>user\nhi<|im_end|>"]
+    for text in texts:
+        assert ours.encode(text) == reference.encode(text), text
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 2?"}]
+    assert ours.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True) == \
+        reference.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    assert (ours.eos_token, ours.bos_token, len(ours)) == (reference.eos_token, reference.bos_token, len(reference))

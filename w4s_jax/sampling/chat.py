@@ -13,6 +13,8 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+from w4s_jax.sampling.gguf_tokenizer import load_gguf_tokenizer
+
 # Special tokens that end an assistant turn in the families this project runs (ChatML for
 # Qwen2.5 and SmolLM2, Llama-3, Phi-3); added to the end-of-sequence ids when the vocabulary has them.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>")
@@ -52,8 +54,7 @@ class ChatTokenizer:
 
         path = pathlib.Path(path)
         if path.is_file() and path.suffix == ".gguf":
-            tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-            return cls(tokenizer, _gguf_eos_ids(path))
+            return cls(load_gguf_tokenizer(path), _gguf_eos_ids(path))
         if path.is_dir():
             if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
                 raise FileNotFoundError(f"{path}: no tokenizer.json, tokenizer_config.json or vocab.json in this directory")
