@@ -56,8 +56,6 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    import sys
+    from w4s_jax.bench_report import script_main
 
-    from w4s_jax.bench_report import markdown_table
-
-    print(markdown_table(run(quick="--quick" in sys.argv)["rows"]))
+    script_main(run, __doc__)

@@ -13,8 +13,6 @@ prints the table.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import pathlib
 import statistics
@@ -124,10 +122,6 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one repeat, smaller copy")
-    outcome = run(quick=parser.parse_args().quick)
-    from w4s_jax.bench_report import markdown_table
+    from w4s_jax.bench_report import script_main
 
-    print(markdown_table(outcome["rows"]))
-    print(json.dumps({k: v for k, v in outcome.items() if k != "rows"}, indent=1))
+    script_main(run, __doc__, "one repeat, smaller copy")

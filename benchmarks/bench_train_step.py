@@ -120,9 +120,6 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    import sys
+    from w4s_jax.bench_report import script_main
 
-    from w4s_jax.bench_report import markdown_table
-
-    result = run(quick="--quick" in sys.argv)
-    print(markdown_table(result["rows"]))
+    script_main(run, __doc__)

@@ -18,7 +18,6 @@ a randomly initialised qwen2p5_1p5b-shaped bf16 checkpoint that the script write
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -149,9 +148,6 @@ if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         print(json.dumps(measure_child(*sys.argv[2:])))
         sys.exit(0)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="qwen2p5_0p5b instead of qwen2p5_1p5b")
-    outcome = run(quick=parser.parse_args().quick)
-    from w4s_jax.bench_report import markdown_table
+    from w4s_jax.bench_report import script_main
 
-    print(markdown_table(outcome["rows"]))
+    script_main(run, __doc__, "qwen2p5_0p5b instead of qwen2p5_1p5b")

@@ -10,16 +10,7 @@ from w4s_jax import configlib
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.model = configlib.model_section()
-    config.mesh = configlib.mesh_section()
-    config.sampling = configlib.sampling_section()
-    config.executor = configlib.executor_section()
-    config.sandbox = configlib.sandbox_section()
-    config.task = configlib.task_section()
-    config.meta_agent = configlib.meta_agent_section()
-    config.w4s = configlib.w4s_section()
-    config.update(configlib.output_fields("runs/optimize"))
+    config = configlib.w4s_run_config("runs/optimize")
     config.sampling.temperature = 0.5
     config.sampling.max_new_tokens = 2048
     return config

@@ -252,3 +252,14 @@ def _child_main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     _child_main(sys.argv[1:])
+
+
+def script_main(run: Callable[..., dict], doc: str, quick_help: str = "small shapes, few repeats") -> None:
+    """`python benchmarks/X.py [--quick]`: runs one benchmark and prints its table and other results."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    outcome = run(quick=parser.parse_args().quick)
+    print(markdown_table(outcome["rows"]))
+    print(json.dumps({k: v for k, v in outcome.items() if k != "rows"}, indent=1))

@@ -407,8 +407,8 @@ def demo_section() -> ml_collections.ConfigDict:
     )
 
 
-def full_run_config(output_dir: str) -> ml_collections.ConfigDict:
-    """Every section a W4S + RLAO run reads; the base, rlao and demo configs start from it."""
+def w4s_run_config(output_dir: str) -> ml_collections.ConfigDict:
+    """Every section a W4S run reads; the optimize and collect configs start from it."""
     config = ml_collections.ConfigDict()
     config.model = model_section()
     config.mesh = mesh_section()
@@ -418,11 +418,17 @@ def full_run_config(output_dir: str) -> ml_collections.ConfigDict:
     config.task = task_section()
     config.meta_agent = meta_agent_section()
     config.w4s = w4s_section()
+    config.update(output_fields(output_dir))
+    return config
+
+
+def full_run_config(output_dir: str) -> ml_collections.ConfigDict:
+    """Every section a W4S + RLAO run reads; the base, rlao and demo configs start from it."""
+    config = w4s_run_config(output_dir)
     config.train = train_section()
     config.rlao = rlao_section()
     config.optimizer = optimizer_section()
     config.lora = lora_section()
     config.checkpoint = checkpoint_section()
     config.rounds = rounds_section()
-    config.update(output_fields(output_dir))
     return config
