@@ -29,6 +29,7 @@ setup(
         "openai>=1.60",
         "aiohttp>=3.9",
         "tensorflow-datasets>=4.9",
+        "importlib-resources",  # TFDS builders (`tfds build`) import it without declaring it
         "absl-py",
         "ml-collections>=1.0",
         "numpy",

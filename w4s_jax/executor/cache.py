@@ -1,12 +1,16 @@
 """Persistent SQLite cache of executor responses, one row per (request key, sample index).
 
 Why per sample index: a workflow that asks the same prompt five times (or once with n=5) must get
-five distinct samples, and a rerun must get the same five back without paying again. Each row is
-committed as soon as its call completes (WAL mode), so a crash loses no paid-for reply.
+five distinct samples, and a rerun must get the same five back without paying again. A reply is
+committed before its caller sees it (WAL mode), so a crash loses no paid-for reply. Async callers
+use group commit (`store`): the replies of every call that completes in one event-loop iteration
+share one transaction, which keeps the per-call cost small at hundreds of calls per second.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import json
 import pathlib
@@ -27,6 +31,14 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
+Row = tuple[str, int, str, int, int, float]  # key, sample index, text, prompt/completion tokens, time
+
+
+def _rows(key: str, items: list[tuple[int, str]], prompt_tokens: int, completion_tokens: int) -> list[Row]:
+    now = time.time()
+    return [(key, index, text, prompt_tokens, completion_tokens, now) for index, text in items]
+
+
 def request_key(*, model: str, messages: list[dict[str, str]], temperature: float, max_tokens: int,
                 response_format: str) -> str:
     """A stable hash of everything that shapes a reply (the system prompt is part of `messages`)."""
@@ -41,14 +53,23 @@ def request_key(*, model: str, messages: list[dict[str, str]], temperature: floa
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+@dataclasses.dataclass
+class _GroupCommit:
+    """The rows waiting for the next commit in one event loop, and one future per waiting caller."""
+
+    rows: list[Row] = dataclasses.field(default_factory=list)
+    waiters: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
+
+
 class ResponseCache:
-    """Thread-safe SQLite store: `get(key, indices)` and `put(key, index, text, tokens)`."""
+    """Thread-safe SQLite store: `get(key, indices)` and `store(key, items, tokens)` (async, group commit)."""
 
     def __init__(self, path: str | pathlib.Path) -> None:
         self.path = pathlib.Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
+        self._groups: dict[asyncio.AbstractEventLoop, _GroupCommit] = {}  # an entry lives until its flush
         with self._lock:
             self._db.execute(SCHEMA)
 
@@ -74,16 +95,41 @@ class ResponseCache:
             ).fetchall()
         return {int(index): text for index, text in rows}
 
-    def put_many(self, key: str, items: list[tuple[int, str]], prompt_tokens: int,
-                 completion_tokens: int) -> None:
-        """Stores the responses of one completed call in one committed transaction."""
-        now = time.time()
+    async def store(self, key: str, items: list[tuple[int, str]], prompt_tokens: int,
+                    completion_tokens: int) -> None:
+        """Stores the replies of one completed call; returns once they are committed, together with
+        those of every other call stored in the same event-loop iteration (one transaction for all)."""
+        loop = asyncio.get_running_loop()
+        group = self._groups.get(loop)
+        if group is None:
+            group = self._groups[loop] = _GroupCommit()
+            loop.call_soon(self._flush, loop, group)
+        group.rows.extend(_rows(key, items, prompt_tokens, completion_tokens))
+        committed = loop.create_future()
+        group.waiters.append(committed)
+        await committed
+
+    def _flush(self, loop: asyncio.AbstractEventLoop, group: _GroupCommit) -> None:
+        del self._groups[loop]
+        try:
+            self._commit(group.rows)
+        except Exception as error:  # every waiter of this group sees the failure
+            for waiter in group.waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+        else:
+            for waiter in group.waiters:
+                if not waiter.done():  # a cancelled caller's rows are committed all the same
+                    waiter.set_result(None)
+
+    def _commit(self, rows: list[Row]) -> None:
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
-                [(key, index, text, prompt_tokens, completion_tokens, now) for index, text in items],
-            )
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)", rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             self._db.execute("COMMIT")
 
     def count(self) -> int:

@@ -12,11 +12,11 @@ local server); for api.openai.com a price is required.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import pathlib
 import random
-import weakref
 from collections.abc import Mapping, Sequence
 
 from w4s_jax.configlib import ConfigError
@@ -55,7 +55,7 @@ class _LoopState:
     """asyncio primitives and HTTP clients are bound to one event loop; keep one set per loop."""
 
     endpoints: list[_Endpoint]
-    global_semaphore: asyncio.Semaphore
+    global_limit: asyncio.Semaphore | contextlib.nullcontext  # no semaphore where the endpoint caps bind first
 
 
 def _response_format_name(response_format: object) -> str:
@@ -115,7 +115,7 @@ class ExecutorClient:
         self._occurrences: dict[tuple[str, str], int] = {}
         self._scope_usage: dict[str, ModelUsage] = {}
         self._rng = random.Random(seed)
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}  # dropped by aclose()
 
     @classmethod
     def from_config(cls, config: Mapping, output_dir: str | pathlib.Path, *, role: str = "executor",
@@ -165,8 +165,8 @@ class ExecutorClient:
         """Plain-text replies, one per response. The workflow's `model` argument is ignored: the
         configured executor model is always used, so a workflow cannot switch to a pricier model."""
         full = text_messages(validate_messages(messages), agent_role, instructions)
-        return await self.complete(full, n=num_of_response, temperature=temperature,
-                                   max_tokens=max_completion_tokens, response_format=response_format, scope=scope)
+        return await self._complete(full, n=num_of_response, temperature=temperature,
+                                    max_tokens=max_completion_tokens, response_format=response_format, scope=scope)
 
     async def call_json_format_llm(self, *, messages: list[dict[str, str]], temperature: float = 1.0,
                                    num_of_response: int = 1, agent_role: str = "task solver",
@@ -179,8 +179,8 @@ class ExecutorClient:
         if isinstance(return_dict_keys, str) or not all(isinstance(k, str) for k in return_dict_keys):
             raise ValueError(f"return_dict_keys must be a list of str, got {return_dict_keys!r}")
         full = json_messages(validate_messages(messages), agent_role, return_dict_keys, instructions)
-        texts = await self.complete(full, n=num_of_response, temperature=temperature,
-                                    max_tokens=max_completion_tokens, response_format="json_object", scope=scope)
+        texts = await self._complete(full, n=num_of_response, temperature=temperature,
+                                     max_tokens=max_completion_tokens, response_format="json_object", scope=scope)
         replies = []
         for text in texts:
             reply, format_error = parse_json_reply(text, return_dict_keys)
@@ -213,7 +213,12 @@ class ExecutorClient:
         gets indices after those of the earlier ones, so repeated calls give distinct samples and a
         rerun in a fresh client hits the cache for every one of them.
         """
-        messages = validate_messages(messages)
+        return await self._complete(validate_messages(messages), n=n, temperature=temperature,
+                                    max_tokens=max_tokens, response_format=response_format, scope=scope)
+
+    async def _complete(self, messages: list[dict[str, str]], *, n: int, temperature: float,
+                        max_tokens: int | None, response_format: object, scope: str) -> list[str]:
+        """`complete` for messages already validated."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"num_of_response must be a positive int, got {n!r}")
         if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
@@ -247,15 +252,15 @@ class ExecutorClient:
                 self.native_n = False
             results.update(zip(remaining, texts))
             remaining = remaining[len(texts):]
-        if remaining:
+        if len(remaining) == 1:  # the common case, without a task per call
+            batches = [await self._request(key, messages, remaining, temperature, max_tokens, fmt, scope_usage)]
+        else:
             batches = await asyncio.gather(
                 *(self._request(key, messages, [index], temperature, max_tokens, fmt, scope_usage)
                   for index in remaining)
             )
-            for index, texts in zip(remaining, batches):
-                if not texts:
-                    raise ExecutorError(f"executor {self.model!r} returned no choices", model=self.model)
-                results[index] = texts[0]
+        for index, texts in zip(remaining, batches):  # a reply has at least one choice (parse_completion)
+            results[index] = texts[0]
         return results
 
     def _state(self) -> _LoopState:
@@ -267,7 +272,9 @@ class ExecutorClient:
                                               self.max_concurrency + 8), asyncio.Semaphore(self.max_concurrency))
                 for url in self.base_urls
             ]
-            state = _LoopState(endpoints, asyncio.Semaphore(self.global_max_concurrency))
+            binds = self.global_max_concurrency < self.max_concurrency * len(endpoints)
+            state = _LoopState(endpoints, asyncio.Semaphore(self.global_max_concurrency) if binds
+                               else contextlib.nullcontext())
             self._states[loop] = state
         return state
 
@@ -309,12 +316,12 @@ class ExecutorClient:
             if attempt:
                 self.ledger.count(self.model, self.role, retries=1)
                 await asyncio.sleep(self.backoff.delay(attempt - 1, failure.retry_after_s, self._rng))
-            async with state.global_semaphore:
+            async with state.global_limit:
                 endpoint = min(state.endpoints, key=lambda e: e.in_flight)
                 endpoint_url = endpoint.url
                 endpoint.in_flight += 1
                 try:
-                    async with endpoint.semaphore, asyncio.timeout(self.timeout_s):
+                    async with endpoint.semaphore:  # the transport enforces timeout_s
                         body = await endpoint.transport.post_chat(kwargs)
                     texts, usage, failure = parse_completion(body, n)
                 except Exception as error:  # an error that is not the endpoint's is re-raised
@@ -333,7 +340,7 @@ class ExecutorClient:
                 scope_usage.completion_tokens += completion_tokens
                 scope_usage.dollars += cost
                 if self.cache:
-                    self.cache.put_many(key, list(zip(indices, texts)), prompt_tokens, completion_tokens)
+                    await self.cache.store(key, list(zip(indices, texts)), prompt_tokens, completion_tokens)
                 return texts
             billed_unknown = billed_unknown or failure.maybe_billed
             if not failure.retryable:

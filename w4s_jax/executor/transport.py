@@ -65,14 +65,14 @@ class AiohttpTransport:
 
     def __init__(self, url: str, api_key: str, timeout_s: float, max_connections: int) -> None:
         self.url = url.rstrip("/") + "/chat/completions"
-        self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_connections),
             timeout=aiohttp.ClientTimeout(total=timeout_s),
+            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
         )
 
     async def post_chat(self, body: dict) -> bytes:
-        async with self.session.post(self.url, data=json.dumps(body), headers=self.headers) as response:
+        async with self.session.post(self.url, data=json.dumps(body).encode()) as response:
             data = await response.read()
             if response.status != 200:
                 raise HTTPStatusError(response.status, response.headers.get("Retry-After"),

@@ -36,7 +36,8 @@ class Task(abc.ABC):
     answer_type: str = ""
     worked_example: str = ""
     is_code: bool = False
-    tfds_name: str = ""
+    tfds_name: str = ""  # the set in the TFDS catalog, if it has one
+    tfds_split: str = "test"  # its held-out split, cut 1:4 into validate and test
     split_note: str = "validate and test come from the files of the same names"
 
     def __init__(self, seed: int = 0) -> None:
@@ -59,7 +60,8 @@ class Task(abc.ABC):
             if not self.tfds_name:
                 raise DataError(f"task {self.name!r} has no TFDS source; point data_dir at a directory "
                                 "laid out like shared/data")
-            return as_dataset(tfds_rows(self.tfds_name, split, str(data_dir)[5:], self.seed), self.to_example)
+            rows = tfds_rows(self.tfds_name, self.tfds_split, split, str(data_dir)[5:], self.seed)
+            return as_dataset(rows, self.to_example)
         data_dir = pathlib.Path(data_dir)
         if not data_dir.is_dir():
             raise DataError(f"{data_dir}: data directory not found (expected one folder per benchmark, "

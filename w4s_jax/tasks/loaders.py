@@ -119,15 +119,16 @@ def seeded_split(rows: Sequence[Row], split: str, seed: int, validate_fraction: 
     return [rows[i] for i in chosen]
 
 
-def tfds_rows(name: str, split: str, data_dir: str, seed: int) -> list[Row]:
-    """Rows of a prepared TFDS dataset: its 'test' split cut 1:4 like the single-file benchmarks.
+def tfds_rows(name: str, source_split: str, split: str, data_dir: str, seed: int) -> list[Row]:
+    """Rows of a prepared TFDS dataset: its held-out split (`source_split`, never 'train') cut 1:4
+    like the single-file benchmarks.
 
     Offline there is no TFDS data; the error then says how to prepare it.
     """
     try:
         import tensorflow_datasets as tfds
 
-        source = tfds.data_source(name, data_dir=data_dir or None, split="test", download=False)
+        source = tfds.data_source(name, data_dir=data_dir or None, split=source_split, download=False)
         records = [source[i] for i in range(len(source))]
     except Exception as error:
         raise DataError(f"TFDS dataset {name!r} could not be read from data_dir {data_dir!r}: "
@@ -135,9 +136,18 @@ def tfds_rows(name: str, split: str, data_dir: str, seed: int) -> list[Row]:
                         "--data_dir DIR` on a machine with network, or use the JSONL layout of shared/data") from None
     rows = []
     for index, record in enumerate(records):
-        fields = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in record.items()}
-        rows.append(Row(f"tfds:{name}/test[{index}]", fields))
+        fields = {key: _decoded(value) for key, value in record.items()}
+        rows.append(Row(f"tfds:{name}/{source_split}[{index}]", fields))
     return seeded_split(rows, split, seed)
+
+
+def _decoded(value: object) -> object:
+    """TFDS text features arrive as bytes (sequences of them as lists or arrays): str, list of str."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, list | tuple) or (hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0):
+        return [_decoded(item) for item in (value.tolist() if hasattr(value, "tolist") else value)]
+    return value
 
 
 def as_dataset(rows: Sequence[Row], to_example: Callable[[Row], object]) -> grain.MapDataset:

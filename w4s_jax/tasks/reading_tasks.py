@@ -20,12 +20,17 @@ class DROP(Task):
         "scored 21 points in total.\nQuestion: How many more points did the home team score than the visitors?\n"
         'Answer: {"answer": "3"}  (14 + 10 = 24, 24 - 21 = 3)'
     )
-    split_note = "validate (200) and test (800) from the AFlow split files; score = F1"
+    split_note = ("validate (200) and test (800) from the AFlow split files; tfds:<dir> reads the TFDS build "
+                  "(its dev split cut 1:4); score = F1")
+    tfds_name = "drop"
+    tfds_split = "dev"
 
     def rows(self, split: str, data_dir: pathlib.Path) -> list[Row]:
         return read_jsonl(data_dir / "drop" / f"{split}.jsonl")
 
     def to_example(self, row: Row) -> Example:
+        if "passage" in row.fields:  # the TFDS layout
+            return self._tfds_example(row)
         context = row.get("context").rstrip()
         if context.endswith("Answer:"):
             context = context[: -len("Answer:")].rstrip()
@@ -34,6 +39,16 @@ class DROP(Task):
             raise DataError(f"{row.location}: field 'ref_text' is empty")
         return Example(str(row.fields.get("id", row.location)), context, answers[0],
                        {"location": row.location, "alternatives": answers})
+
+    def _tfds_example(self, row: Row) -> Example:
+        """TFDS rows: passage, question, answer and validated_answers (each a number, date or spans)."""
+        context = f"Passage: {row.get('passage').strip()}\nQuestion: {row.get('question').strip()}"
+        validated = row.fields.get("validated_answers", [])
+        answers = [str(a).strip() for a in [row.get("answer"), *validated]]
+        answers = [a for position, a in enumerate(answers) if a and a not in answers[:position]]
+        if not answers:
+            raise DataError(f"{row.location}: field 'answer' is empty")
+        return Example(str(row.get("query_id")), context, answers[0], {"location": row.location, "alternatives": answers})
 
     def score(self, prediction: object, example: Example) -> float:
         return score_drop(prediction, example.meta.get("alternatives", [example.answer]))[1]
