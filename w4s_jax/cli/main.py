@@ -40,6 +40,13 @@ def run(argv: list[str] | None = None) -> None:
     if name not in SUBCOMMANDS:
         print(f"w4s-jax: unknown subcommand '{name}'\n\n{_usage()}", file=sys.stderr)
         sys.exit(2)
+    from w4s_jax.parallel.distributed import init_distributed
+
+    try:
+        init_distributed()  # several hosts: join jax.distributed before any JAX call; else nothing
+    except ValueError as error:
+        print(f"w4s-jax {name}: distributed setup error: {error}", file=sys.stderr)
+        sys.exit(2)
     module = importlib.import_module(f"w4s_jax.cli.{name}")
     from w4s_jax.cli.app import run_subcommand
 

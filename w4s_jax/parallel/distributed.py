@@ -3,16 +3,17 @@
 Every host runs the same program (JAX multi-controller). The coordinator comes from explicit
 environment variables, or from the cluster (SLURM with several tasks, a multi-host TPU slice),
 which jax.distributed detects itself. On one host it does nothing, so the same entry point runs
-a laptop test and a pod job.
+a laptop test and a pod job. `w4s-jax` calls it before every subcommand.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 
-import jax
+import numpy as np
 
 COORDINATOR_ENV = ("W4S_COORDINATOR_ADDRESS", "JAX_COORDINATOR_ADDRESS")
 NUM_PROCESSES_ENV = ("W4S_NUM_PROCESSES", "JAX_NUM_PROCESSES")
@@ -59,12 +60,38 @@ def detect_plan(env: Mapping[str, str] | None = None) -> DistributedPlan:
 
 
 def init_distributed(env: Mapping[str, str] | None = None) -> DistributedPlan:
-    """Initialises jax.distributed for multi-host runs (before any other JAX call); no-op on one host."""
+    """Initialises jax.distributed for multi-host runs (before any other JAX call); no-op on one host.
+    JAX is imported only when there is something to join, so CLI start-up stays light."""
     plan = detect_plan(env)
-    if plan.mode == "single" or jax.distributed.is_initialized():
+    if plan.mode == "single":
+        return plan
+    import jax
+
+    if jax.distributed.is_initialized():
         return plan
     if plan.mode == "explicit":
         jax.distributed.initialize(plan.coordinator_address, plan.num_processes, plan.process_id)
     else:
         jax.distributed.initialize()
     return plan
+
+
+def allgather_json(value: object) -> list[object]:
+    """Every process's `value` (JSON-serialisable), in process order; `[value]` on one process.
+
+    A collective: every process must call it, the same number of times. Why JSON over bytes: the
+    values are small, ragged host data (token prompts, flags, chosen workflows) that fixed-shape
+    device collectives cannot carry directly; sizes are gathered first, then the padded bytes.
+    """
+    import jax
+    from jax.experimental import multihost_utils
+
+    if jax.process_count() == 1:
+        return [value]
+
+    payload = np.frombuffer(json.dumps(value).encode("utf-8"), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.asarray([payload.size], np.int64))).reshape(-1)
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[: payload.size] = payload
+    gathered = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(sizes), -1)
+    return [json.loads(gathered[i, : int(size)].tobytes().decode("utf-8")) for i, size in enumerate(sizes)]

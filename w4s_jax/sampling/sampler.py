@@ -268,14 +268,14 @@ class Sampler:
             stop_ids[i, : len(ids)] = ids
 
         prefill, decode = self._program(batch, prompt_len, new_len, mode)
+        # On several hosts every host passes the same global batch (see w4s.policy.SamplerPolicy).
         put = lambda x: jax.device_put(x, self._batch_spec(x.shape))  # noqa: E731
         knobs = {k: put(v) for k, v in knobs.items()}
         cache, first, first_lp = prefill(self.state, put(tokens), put(segments), put(positions), knobs)
         out_tokens, out_lps, out_lengths, stopped, _ = decode(
             self.state, cache, first, first_lp, put(lengths), put(max_new), put(stop_ids), knobs
         )
-        out_tokens, out_lps, out_lengths = np.asarray(out_tokens), np.asarray(out_lps), np.asarray(out_lengths)
-        stopped = np.asarray(stopped)
+        out_tokens, out_lps, out_lengths, stopped = (_to_host(x) for x in (out_tokens, out_lps, out_lengths, stopped))
         return [
             self._completion(row, out_tokens[i, : out_lengths[i]], out_lps[i, : out_lengths[i]], bool(stopped[i]))
             for i, row in enumerate(rows)
@@ -372,6 +372,15 @@ class Sampler:
             donate_argnums=(1,),
         )
         return _with_mesh(prefill_jit, mesh), _with_mesh(decode_jit, mesh)
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    """The whole array on this host; on several hosts (each holding only its shards) a gather."""
+    if x.is_fully_addressable:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def _shapes(state: nnx.State):

@@ -9,6 +9,7 @@ does not depend on which other requests shared its batch.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -25,10 +26,34 @@ class PolicyError(RuntimeError):
 
 
 class Policy(Protocol):
+    """`process_index` / `process_count`: which share of the rollouts this process runs (several
+    only for the in-process sampler on several hosts); `usage`: tokens generated and read so far."""
+
+    process_index: int
+    process_count: int
+    usage: TokenUsage
+
     async def generate(self, conversations: Sequence[Conversation], *, n: int = 1, temperature: float,
                        max_new_tokens: int, seed: int | Sequence[int]) -> list[list[str]]:
         """`n` replies per conversation; `seed` is one int for all or one per conversation."""
         ...
+
+    async def finish(self) -> None:
+        """Called once this process's rollouts have all ended (on several hosts: serves the others'
+        generation rounds until every host is done)."""
+        ...
+
+
+@dataclasses.dataclass
+class TokenUsage:
+    """The meta-agent's tokens: prompts read and completions written, over all its replies."""
+
+    replies: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
 
 
 def per_conversation_seeds(count: int, seed: int | Sequence[int]) -> list[int]:
@@ -43,6 +68,9 @@ def per_conversation_seeds(count: int, seed: int | Sequence[int]) -> list[int]:
 class OpenAIPolicy:
     """Chat completions over HTTP, one request per conversation, at most `max_concurrency` in flight."""
 
+    process_index = 0
+    process_count = 1
+
     def __init__(self, base_url: str, model: str, *, api_key: str = "", timeout_s: float = 600.0,
                  max_concurrency: int = 16, max_retries: int = 3) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -52,6 +80,7 @@ class OpenAIPolicy:
         self.semaphore = asyncio.Semaphore(max_concurrency)
         self.max_retries = max_retries
         self.too_long = 0
+        self.usage = TokenUsage()
 
     @classmethod
     def from_config(cls, meta_agent_cfg: Any) -> OpenAIPolicy:
@@ -71,8 +100,9 @@ class OpenAIPolicy:
                 async with self.semaphore, session.post(self.url, json=body, headers=self.headers) as response:
                     text = await response.text()
                     if response.status == 200:
-                        choices = (await response.json(content_type=None))["choices"]
-                        return [choice["message"]["content"] or "" for choice in choices]
+                        reply = await response.json(content_type=None)
+                        self._count(reply.get("usage") or {}, len(reply["choices"]))
+                        return [choice["message"]["content"] or "" for choice in reply["choices"]]
                     last = f"HTTP {response.status}: {text[:300]}"
                     if response.status == 400 and "context_length_exceeded" in text:
                         # As with the in-process sampler: an empty reply (an invalid action) for a
@@ -85,6 +115,14 @@ class OpenAIPolicy:
             except (TimeoutError, aiohttp.ClientError) as error:
                 last = f"{type(error).__name__}: {error}"
         raise PolicyError(f"meta-agent endpoint {self.url} (model {self.model!r}) failed: {last}")
+
+    def _count(self, usage: dict, replies: int) -> None:
+        self.usage.replies += replies
+        self.usage.prompt_tokens += int(usage.get("prompt_tokens", 0))
+        self.usage.completion_tokens += int(usage.get("completion_tokens", 0))
+
+    async def finish(self) -> None:
+        """Nothing to do: an endpoint serves each process on its own."""
 
     async def generate(self, conversations: Sequence[Conversation], *, n: int = 1, temperature: float,
                        max_new_tokens: int, seed: int | Sequence[int]) -> list[list[str]]:
@@ -102,23 +140,34 @@ class SamplerPolicy:
     Each conversation is its own sampler request with its own seed (the sampler keys its random
     stream by seed, prompt and sample index), so a reply does not depend on its batch-mates, and all
     of them still run in shared compiled calls. Generation runs in a worker thread so that evaluations
-    keep running meanwhile. On several hosts each host's actor passes only its own rollouts'
-    conversations and the hosts call `generate` together, in lockstep (see `actor.py`).
+    keep running meanwhile.
+
+    On several hosts (multi-controller JAX) each host runs its own share of the rollouts, and
+    generation is a collective round: a host enters one with its batch (or, once its rollouts have
+    ended, with nothing), the hosts' requests are gathered into one global batch in host order, every
+    host runs the sampler on that same batch (same programs, same collectives) and keeps its own
+    slice of the replies. A host enters a round only when its batcher flushes or it is done, so a
+    host busy evaluating delays the round but cannot deadlock it; rounds need not line up with turns,
+    as replies are seeded per request. `finish` keeps a done host joining rounds until all are done.
     """
 
     def __init__(self, sampler: Any, *, top_p: float = 1.0, top_k: int = 0) -> None:
+        import jax
+
         self.sampler = sampler
         self.top_p = top_p
         self.top_k = top_k
         self.too_long = 0
+        self.usage = TokenUsage()
+        self.rounds = 0  # collective generation rounds joined (several hosts only)
+        self.process_index = jax.process_index()
+        self.process_count = jax.process_count()
 
     def prompt_limit(self, max_new_tokens: int) -> int:
         return min(self.sampler.max_prompt_len, self.sampler.config.max_positions - max_new_tokens)
 
     async def generate(self, conversations: Sequence[Conversation], *, n: int = 1, temperature: float,
                        max_new_tokens: int, seed: int | Sequence[int]) -> list[list[str]]:
-        from w4s_jax.sampling.params import SamplingParams
-
         seeds = per_conversation_seeds(len(conversations), seed)
         prompts = [self.sampler.tokenizer.encode_chat(conversation) for conversation in conversations]
         limit = self.prompt_limit(max_new_tokens)
@@ -129,12 +178,42 @@ class SamplerPolicy:
             self.too_long += len(prompts) - len(fits)
             LOG.warning("%d of %d meta-agent prompts exceed %d tokens and get empty replies",
                         len(prompts) - len(fits), len(prompts), limit)
-        requests = [([prompts[index]], SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
-                                                      top_p=self.top_p, top_k=self.top_k, n=n,
-                                                      seed=seeds[index] % 2**31))
-                    for index in fits]
-        results = await asyncio.to_thread(self.sampler.generate_requests, requests) if requests else []
+        entries = [{"prompt": [int(t) for t in prompts[index]], "n": n, "temperature": temperature,
+                    "max_new_tokens": max_new_tokens, "seed": seeds[index] % 2**31} for index in fits]
+        if self.process_count == 1:
+            results = await asyncio.to_thread(self._sample, entries) if entries else []
+        else:
+            results, _ = await asyncio.to_thread(self._round, entries, False)
         replies = [[""] * n for _ in prompts]
         for index, result in zip(fits, results):
             replies[index] = [completion.text for completion in result[0]]
+            self.usage.replies += n
+            self.usage.prompt_tokens += len(prompts[index]) * n
+            self.usage.completion_tokens += sum(len(completion.token_ids) for completion in result[0])
         return replies
+
+    async def finish(self) -> None:
+        """On several hosts: joins empty rounds (running the others' batches) until every host is done."""
+        done = self.process_count == 1
+        while not done:
+            _, done = await asyncio.to_thread(self._round, [], True)
+
+    def _sample(self, entries: list[dict]) -> list:
+        from w4s_jax.sampling.params import SamplingParams
+
+        return self.sampler.generate_requests([
+            ([entry["prompt"]], SamplingParams(max_new_tokens=entry["max_new_tokens"], temperature=entry["temperature"],
+                                               top_p=self.top_p, top_k=self.top_k, n=entry["n"], seed=entry["seed"]))
+            for entry in entries
+        ])
+
+    def _round(self, entries: list[dict], done: bool) -> tuple[list, bool]:
+        """One collective round (see class doc): (this host's results, whether every host is done)."""
+        from w4s_jax.parallel.distributed import allgather_json
+
+        hosts = allgather_json({"entries": entries, "done": done})
+        self.rounds += 1
+        everyone = [entry for host in hosts for entry in host["entries"]]
+        results = self._sample(everyone) if everyone else []
+        offset = sum(len(host["entries"]) for host in hosts[: self.process_index])
+        return results[offset: offset + len(entries)], all(host["done"] for host in hosts)

@@ -18,12 +18,14 @@ from typing import Any
 
 from w4s_jax import tasks as task_registry
 from w4s_jax.executor import ExecutorClient
+from w4s_jax.executor.accounting import Price
 from w4s_jax.executor.errors import BudgetExceeded
 from w4s_jax.sandbox import Sandbox
-from w4s_jax.w4s.actor import GenerationBatcher
+from w4s_jax.w4s.actor import GenerationBatcher, host_share
 from w4s_jax.w4s.archive import Archive
 from w4s_jax.w4s.episode import Rollout
 from w4s_jax.w4s.evaluations import JournaledEvaluations
+from w4s_jax.w4s.hosts import choose_across_hosts, first_reason, gather_records, host_output_dir
 from w4s_jax.w4s.journal import Journal
 from w4s_jax.w4s.policy import Policy
 from w4s_jax.w4s.progress import ProgressView
@@ -31,7 +33,7 @@ from w4s_jax.w4s.report import BestWorkflow, plot_curves, write_report
 from w4s_jax.w4s.sandbox_evaluator import SandboxEvaluator
 from w4s_jax.w4s.seeds import seed_workflows
 from w4s_jax.w4s.settings import check_resume_fingerprint, loop_settings, rollout_plan
-from w4s_jax.w4s.trajectories import write_trajectories
+from w4s_jax.w4s.trajectories import trajectory_records, write_trajectories
 
 LOG = logging.getLogger("w4s_jax.w4s")
 
@@ -79,36 +81,38 @@ async def _run_all(rollouts: list[Rollout]) -> None:
         raise
 
 
-def _choose(task_name: str, rollouts: list[Rollout], output_dir: pathlib.Path) -> BestWorkflow | None:
-    """The task's final workflow by validation score (earliest rollout and entry win ties); None when
-    nothing was scored (a run stopped by the budget before its seeds were evaluated)."""
+def _choose(task_name: str, rollouts: list[Rollout]) -> BestWorkflow | None:
+    """The task's best workflow among `rollouts` by validation score (earliest rollout and entry win
+    ties); None when nothing was scored (a run stopped by the budget before its seeds were evaluated)."""
     candidates = [(r.archive.best(), r) for r in rollouts if r.task_name == task_name and r.archive.entries]
     if not candidates:
         return None
     entry, rollout = max(candidates, key=lambda pair: (pair[0].val_score, -candidates.index(pair)))
     source = rollout.archive.sources[entry.workflow_hash]
-    path = output_dir / f"best_workflow_{task_name}.py"
-    path.write_text(source, encoding="utf-8")
-    return BestWorkflow(task_name, rollout.rollout_id, entry.origin, source, entry.val_score, None, path.name)
+    return BestWorkflow(task_name, rollout.rollout_id, entry.origin, source, entry.val_score, None,
+                        f"best_workflow_{task_name}.py")
 
 
 async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.Path) -> RunResult:
     settings = loop_settings(config)
-    plan = rollout_plan(config)
-    output_dir = pathlib.Path(output_dir)
+    full_plan = rollout_plan(config)
+    all_ids = [f"{name}-s{seed}" for name, seed in full_plan]
+    # Several hosts (the in-process sampler on multi-controller JAX): this host's share, its own files.
+    plan = host_share(full_plan, policy.process_index, policy.process_count)
+    rollout_ids = host_share(all_ids, policy.process_index, policy.process_count)
+    run_name = pathlib.Path(output_dir).name
+    output_dir = host_output_dir(pathlib.Path(output_dir), policy.process_index, policy.process_count)
     output_dir.mkdir(parents=True, exist_ok=True)
-    run_name = output_dir.name
     journal = Journal(output_dir / "journal.jsonl")
     check_resume_fingerprint(journal, config)
     executor = ExecutorClient.from_config(config.executor, output_dir)
-    tasks = {name: task_registry.get_task(name, config.task.seed) for name, _ in plan}
-    val_examples = {name: task.load("validate", config.task.data_dir, config.task.val_limit)
-                    for name, task in tasks.items()}
+    tasks = {name: task_registry.get_task(name, config.task.seed) for name, _ in full_plan}
+    val_examples = {name: tasks[name].load("validate", config.task.data_dir, config.task.val_limit)
+                    for name in dict.fromkeys(name for name, _ in plan)}
     batcher = GenerationBatcher(policy, journal, temperature=float(config.sampling.temperature),
                                 max_new_tokens=int(config.sampling.max_new_tokens),
                                 lockstep=bool(config.w4s.lockstep_generation),
                                 window_s=float(config.w4s.batch_window_s))
-    rollout_ids = [f"{name}-s{seed}" for name, seed in plan]
     progress = ProgressView(rollout_ids, settings.max_iterations, lambda: executor.usage()["spent_usd"],
                             enabled=bool(config.w4s.progress))
     try:
@@ -125,20 +129,30 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
             ]
             batcher.join(len(rollouts))
             await _run_all(rollouts)
-            stopped = next((r.stopped_reason for r in rollouts if r.stopped_reason), "")
-            best = [choice for name in tasks if (choice := _choose(name, rollouts, output_dir)) is not None]
-            if config.w4s.test_eval and not stopped:
-                best = [await _score_on_test(choice, tasks[choice.task], config, evaluations) for choice in best]
+            await policy.finish()
+            stopped = first_reason(next((r.stopped_reason for r in rollouts if r.stopped_reason), ""))
+            local = [(all_ids.index(choice.rollout_id), choice) for name in tasks
+                     if (choice := _choose(name, rollouts)) is not None]
+
+            async def score_on_test(choice: BestWorkflow) -> BestWorkflow:
+                return await _score_on_test(choice, tasks[choice.task], config, evaluations)
+
+            best = await choose_across_hosts(local, policy.process_index,
+                                             score_on_test if config.w4s.test_eval and not stopped else None)
     finally:
         progress.close()
         await executor.aclose()
         journal.close()
+    for choice in best:
+        (output_dir / choice.path).write_text(choice.source, encoding="utf-8")
     trajectories_path = output_dir / "trajectories.jsonl"
-    count = write_trajectories(trajectories_path, run_name, rollouts)
+    count = write_trajectories(trajectories_path, gather_records(
+        [record for rollout in rollouts for record in trajectory_records(run_name, rollout)]))
     plot_curves(rollouts, output_dir / "validation_curve.png")
     usage = executor.usage()
     meta = {"generations": sum(batcher.batch_sizes), "batches": len(batcher.batch_sizes),
-            "largest_batch": max(batcher.batch_sizes, default=0), "replayed": len(batcher.replayed)}
+            "largest_batch": max(batcher.batch_sizes, default=0), "replayed": len(batcher.replayed),
+            **_meta_agent_cost(config, policy)}
     report_path = output_dir / "report.md"
     evaluation_counts = {"run": evaluations.paid, "replayed": evaluations.replayed}
     write_report(report_path, run_name=run_name, rollouts=rollouts, best=best, executor_usage=usage,
@@ -152,6 +166,20 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
     (output_dir / "result.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return RunResult(output_dir, trajectories_path, report_path, output_dir / "journal.jsonl",
                      {b.task: b for b in best}, count, stopped)
+
+
+def _meta_agent_cost(config: Any, policy: Policy) -> dict[str, Any]:
+    """The meta-agent's tokens this run, and dollars: an API meta-agent is priced from the executor's
+    price table (`executor.prices`); the in-process sampler and unpriced local endpoints cost none."""
+    usage = policy.usage.to_json()
+    model = str(config.meta_agent.model) if config.meta_agent.kind == "openai" else str(config.model.preset or "jax")
+    prices = config.executor.get("prices") or {}
+    prices = prices.to_dict() if hasattr(prices, "to_dict") else dict(prices)
+    dollars = 0.0
+    if config.meta_agent.kind == "openai" and model in prices:
+        dollars = Price(float(prices[model]["input"]), float(prices[model]["output"])).cost(
+            usage["prompt_tokens"], usage["completion_tokens"])
+    return {"model": model, **usage, "dollars": dollars}
 
 
 async def _score_on_test(choice: BestWorkflow, task: Any, config: Any,

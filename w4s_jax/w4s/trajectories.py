@@ -45,16 +45,15 @@ def trajectory_records(run_name: str, rollout: Rollout) -> Iterable[dict[str, An
             }
 
 
-def write_trajectories(path: str | os.PathLike[str], run_name: str, rollouts: Iterable[Rollout]) -> int:
-    """Writes all rollouts' records to `path` (JSONL); returns the number of records."""
+def write_trajectories(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> int:
+    """Writes the records (`trajectory_records` of every rollout) to `path` (JSONL); returns their number."""
     path = pathlib.Path(path)
     tmp = path.with_name(path.name + ".tmp")
     count = 0
     with open(tmp, "w", encoding="utf-8") as handle:
-        for rollout in rollouts:
-            for record in trajectory_records(run_name, rollout):
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                count += 1
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
