@@ -24,25 +24,30 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_hosts_generate_in_lockstep_on_one_global_batch(smollm2_gguf_path):
+def _run_two_hosts(module: str, *args: str, timeout_s: float) -> list[dict]:
+    """Runs `python -m module *args` as processes 0 and 1 of one jax.distributed job (2 CPU devices
+    each); returns each one's last stdout line as JSON, in process order."""
     port = _free_port()
-    children = []
-    for process_id in range(2):
-        env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
-               "W4S_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "W4S_NUM_PROCESSES": "2",
-               "W4S_PROCESS_ID": str(process_id), "PYTHONPATH": str(REPO_ROOT)}
-        children.append(subprocess.Popen([sys.executable, "-m", "tests.multihost_child", str(smollm2_gguf_path)],
-                                         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         text=True))
+    children = [subprocess.Popen(
+        [sys.executable, "-m", module, *args], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+                        "JAX_PLATFORMS": "cpu", "W4S_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                        "W4S_NUM_PROCESSES": "2", "W4S_PROCESS_ID": str(process_id), "PYTHONPATH": str(REPO_ROOT)})
+        for process_id in range(2)]
     outputs = []
     try:
         for child in children:
-            out, err = child.communicate(timeout=300)
+            out, err = child.communicate(timeout=timeout_s)
             assert child.returncode == 0, err[-3000:]
             outputs.append(json.loads(out.strip().splitlines()[-1]))
     finally:
         for child in children:
             child.kill()
+    return outputs
+
+
+def test_two_hosts_generate_in_lockstep_on_one_global_batch(smollm2_gguf_path):
+    outputs = _run_two_hosts("tests.multihost_child", str(smollm2_gguf_path), timeout_s=300)
 
     # The same model in one process, each conversation alone: replies do not depend on batch-mates.
     reference = build_policy(str(smollm2_gguf_path), devices=jax.devices()[:4])
@@ -73,23 +78,11 @@ def test_a_w4s_run_on_two_hosts_shares_rollouts_and_agrees_on_the_result(tmp_pat
     table.update({e.question: "999999" for e in task.load("test", shared_data_dir, 2)})
     (tmp_path / "answers.json").write_text(json.dumps(table))
     endpoint, url = spawn(["--answers", str(tmp_path / "answers.json")])
-    port, out = _free_port(), tmp_path / "run"
+    out = tmp_path / "run"
     try:
-        children = [subprocess.Popen(
-            [sys.executable, "-m", "tests.multihost_run_child", str(smollm2_gguf_path), str(shared_data_dir), url,
-             str(out)], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
-                 "W4S_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "W4S_NUM_PROCESSES": "2",
-                 "W4S_PROCESS_ID": str(process_id), "PYTHONPATH": str(REPO_ROOT)})
-            for process_id in range(2)]
-        results = []
-        for child in children:
-            stdout, stderr = child.communicate(timeout=400)
-            assert child.returncode == 0, stderr[-3000:]
-            results.append(json.loads(stdout.strip().splitlines()[-1]))
+        results = _run_two_hosts("tests.multihost_run_child", str(smollm2_gguf_path), str(shared_data_dir), url,
+                                 str(out), timeout_s=400)
     finally:
-        for child in children:
-            child.kill()
         endpoint.kill()
     # Round-robin shares, one directory per host; nothing written by both.
     assert sorted(p.name for p in (out / "host0" / "archive").iterdir()) == ["gsm8k-s0", "gsm8k-s2"]
