@@ -25,6 +25,18 @@ class PolicyError(RuntimeError):
     """The meta-agent could not produce a reply (endpoint down, bad status after retries)."""
 
 
+@dataclasses.dataclass
+class TokenUsage:
+    """The meta-agent's tokens: prompts read and completions written, over all its replies."""
+
+    replies: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
 class Policy(Protocol):
     """`process_index` / `process_count`: which share of the rollouts this process runs (several
     only for the in-process sampler on several hosts); `usage`: tokens generated and read so far."""
@@ -42,18 +54,6 @@ class Policy(Protocol):
         """Called once this process's rollouts have all ended (on several hosts: serves the others'
         generation rounds until every host is done)."""
         ...
-
-
-@dataclasses.dataclass
-class TokenUsage:
-    """The meta-agent's tokens: prompts read and completions written, over all its replies."""
-
-    replies: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def to_json(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
 
 
 def per_conversation_seeds(count: int, seed: int | Sequence[int]) -> list[int]:
