@@ -3,7 +3,9 @@
 Both run SmolLM2-135M-Instruct in float32 on the same weights (ours from the shipped GGUF,
 exported with `export_hf` and loaded by transformers) and the same token batch; the ratio
 ours/transformers is what to compare across machines. The max abs logit difference between the
-two is reported too, so a fast-but-wrong forward cannot pass unnoticed.
+two is reported too, so a fast-but-wrong forward cannot pass unnoticed. So is the same ratio for one
+bare fp32 matmul of the model's MLP shape (XLA:CPU vs PyTorch's CPU kernels): the share of the gap
+that is the backend's, not the model code's.
 
 `run(quick)` returns JSON-safe results with markdown-table rows; `python benchmarks/bench_forward.py
 [--quick]` prints the table.
@@ -41,6 +43,18 @@ def _timed(fn, iterations: int) -> float:
     return statistics.median(times)
 
 
+def _matmul_ratio(rows: int, hidden: int, intermediate: int, iterations: int) -> float:
+    """Speed of XLA's over PyTorch's [rows, hidden] @ [hidden, intermediate] on this CPU (> 1: XLA faster)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.random((rows, hidden), np.float32), rng.random((hidden, intermediate), np.float32)
+    matmul = jax.jit(lambda x, y: x @ y)
+    device_a, device_b = jax.device_put(a), jax.device_put(b)
+    xla_s = _timed(lambda: matmul(device_a, device_b).block_until_ready(), iterations * 5)
+    torch_a, torch_b = torch.from_numpy(a), torch.from_numpy(b)
+    torch_s = _timed(lambda: torch_a @ torch_b, iterations * 5)
+    return torch_s / xla_s
+
+
 def run(quick: bool = False) -> dict:
     """Measures both forwards on one batch; returns tokens/s, the ratio and markdown rows."""
     batch, length = (2, 64) if quick else (4, 256)
@@ -65,6 +79,7 @@ def run(quick: bool = False) -> dict:
         torch_s = _timed(lambda: reference(input_ids=torch_tokens).logits, iterations)
         torch_logits = reference(input_ids=torch_tokens).logits.float().numpy()
 
+    matmul_ratio = _matmul_ratio(batch * length, config.hidden_size, config.intermediate_size, iterations)
     count = batch * length
     results = {
         "name": "forward_smollm2_135m",
@@ -79,6 +94,7 @@ def run(quick: bool = False) -> dict:
         "transformers_tokens_per_s": count / torch_s,
         "ratio_ours_over_transformers": torch_s / ours_s,
         "max_abs_logit_diff": float(np.abs(ours_logits - torch_logits).max()),
+        "matmul_ratio_xla_over_torch": matmul_ratio,
     }
     results["rows"] = [
         {"implementation": "w4s-jax (jax.jit, fp32)", "batch x length": f"{batch} x {length}",
@@ -87,6 +103,8 @@ def run(quick: bool = False) -> dict:
          "tokens/s": f"{results['transformers_tokens_per_s']:.0f}"},
         {"implementation": "ratio ours / transformers", "batch x length": "",
          "tokens/s": f"{results['ratio_ours_over_transformers']:.2f}"},
+        {"implementation": "ratio XLA / PyTorch, one MLP-shaped fp32 matmul", "batch x length": f"{count} rows",
+         "tokens/s": f"{matmul_ratio:.2f}"},
     ]
     return results
 
