@@ -402,3 +402,33 @@ def test_budget_exhaustion_stops_the_run_without_journaling_false_scores(tmp_pat
     best = result.best_workflows["gsm8k"]
     assert (best.origin, best.val_score, best.test_score) == ("seed:cot", 0.5, None)
     assert "**Stopped early:** executor budget exceeded" in result.report_path.read_text()
+
+
+def test_an_api_meta_agent_spends_from_the_run_budget(tmp_path, shared_data_dir, data):
+    """Priced in executor.prices, the meta-agent's calls are reserved, settled and reported under
+    role "meta-agent" in the run's one ledger; a call that would pass the budget is never sent."""
+    val, test = data
+    with ScriptedMetaAgent() as meta, TestEndpoint(TableReplier(answer_table(val, test))).in_thread() as executor:
+        config = run_config(shared_data_dir, meta.url, executor.url)
+        config.meta_agent.model = "meta-priced"
+        config.executor.prices = {"meta-priced": {"input": 1.0, "output": 2.0}}  # the executor stays unpriced
+        config.w4s.max_iterations = 1
+        config.executor.budget_usd = 1e-6  # far below one meta-agent call's worst case
+        refused = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent), tmp_path / "refused")
+        assert refused.stopped_reason.startswith("executor budget exceeded for model 'meta-priced'")
+        assert meta.requests == []  # refused before sending
+        config.executor.budget_usd = 1.0
+        paid = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent), tmp_path / "paid")
+    assert paid.stopped_reason == "" and len(meta.requests) == 2  # 1 turn x 2 candidates
+    result = json.loads((paid.output_dir / "result.json").read_text())
+    # The scripted endpoint reports no usage: prompt tokens are bounded by UTF-8 bytes (+ overhead),
+    # completion tokens by the replies' bytes; dollars follow the price table exactly.
+    replies = [SCRIPT[meta.key_of(body)] for body in meta.requests]
+    completion = sum(len(reply.encode("utf-8")) for reply in replies)
+    assert result["meta_agent"]["completion_tokens"] == completion and result["meta_agent"]["replies"] == 2
+    prompt = result["meta_agent"]["prompt_tokens"]
+    assert prompt >= sum(len(m["content"]) for body in meta.requests for m in body["messages"])
+    assert result["meta_agent"]["dollars"] == pytest.approx((prompt * 1.0 + completion * 2.0) / 1e6)
+    assert result["executor_spent_usd"] == pytest.approx(result["meta_agent"]["dollars"])
+    report = paid.report_path.read_text()
+    assert "| meta-priced | meta-agent | 2 |" in report and f"{completion} completion tokens" in report

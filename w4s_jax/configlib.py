@@ -95,7 +95,7 @@ def executor_section() -> ml_collections.ConfigDict:
         transport=("openai", "HTTP layer: openai (the official SDK) or aiohttp (direct, about 6x less CPU per call)"),
         max_tokens=(2048, "max completion tokens per executor call"),
         cache_path=("", "SQLite cache of executor calls; '' = <output_dir>/executor_cache.sqlite"),
-        budget_usd=(5.0, "hard budget in dollars; calls that would exceed it are refused"),
+        budget_usd=(5.0, "hard budget in dollars for the run's API calls (executor, and an API meta-agent); calls that would exceed it are refused"),
         prices=(
             ml_collections.ConfigDict(
                 {

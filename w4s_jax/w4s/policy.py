@@ -17,8 +17,11 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from w4s_jax.executor.accounting import Ledger, estimate_prompt_tokens_upper_bound
+
 Conversation = list[dict[str, str]]
 LOG = logging.getLogger("w4s_jax.w4s")
+ROLE = "meta-agent"  # the role an API meta-agent's spending is reported under
 
 
 class PolicyError(RuntimeError):
@@ -81,6 +84,9 @@ class OpenAIPolicy:
         self.max_retries = max_retries
         self.too_long = 0
         self.usage = TokenUsage()
+        # The run's budget (the executor client's Ledger, set by the runner): an API meta-agent spends
+        # from it like the executor, under role "meta-agent", priced from executor.prices.
+        self.ledger: Ledger | None = None
 
     @classmethod
     def from_config(cls, meta_agent_cfg: Any) -> OpenAIPolicy:
@@ -90,36 +96,59 @@ class OpenAIPolicy:
 
     async def _one(self, session: aiohttp.ClientSession, conversation: Conversation, n: int,
                    temperature: float, max_new_tokens: int, seed: int) -> list[str]:
+        """One conversation's replies, with retries; spends from `ledger` when one is set (reserve
+        the worst case before sending, settle to the endpoint's reported usage)."""
         body = {"model": self.model, "messages": conversation, "n": n, "temperature": temperature,
                 "max_tokens": max_new_tokens, "seed": seed}
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                await asyncio.sleep(min(8.0, 0.5 * 2**attempt))
-            try:
-                async with self.semaphore, session.post(self.url, json=body, headers=self.headers) as response:
-                    text = await response.text()
-                    if response.status == 200:
-                        reply = await response.json(content_type=None)
-                        self._count(reply.get("usage") or {}, len(reply["choices"]))
-                        return [choice["message"]["content"] or "" for choice in reply["choices"]]
-                    last = f"HTTP {response.status}: {text[:300]}"
-                    if response.status == 400 and "context_length_exceeded" in text:
-                        # As with the in-process sampler: an empty reply (an invalid action) for a
-                        # prompt the model cannot read, instead of failing the whole run.
-                        self.too_long += 1
-                        LOG.warning("meta-agent prompt too long for %s: %s", self.url, text[:200])
-                        return [""] * n
-                    if response.status < 500 and response.status != 429:
-                        break
-            except (TimeoutError, aiohttp.ClientError) as error:
-                last = f"{type(error).__name__}: {error}"
+        prompt_bound = estimate_prompt_tokens_upper_bound(conversation)
+        reservation = self.ledger.reserve(self.model, ROLE, prompt_bound, max_new_tokens * n) if self.ledger else 0.0
+        last, maybe_billed = "", False
+        try:
+            for attempt in range(self.max_retries + 1):
+                if attempt:
+                    await asyncio.sleep(min(8.0, 0.5 * 2**attempt))
+                try:
+                    async with self.semaphore, session.post(self.url, json=body, headers=self.headers) as response:
+                        text = await response.text()
+                        if response.status == 200:
+                            reply = await response.json(content_type=None)
+                            texts = [choice["message"]["content"] or "" for choice in reply["choices"]]
+                            self._settle(reservation, reply.get("usage") or {}, prompt_bound, texts)
+                            return texts
+                        last = f"HTTP {response.status}: {text[:300]}"
+                        if response.status == 400 and "context_length_exceeded" in text:
+                            # As with the in-process sampler: an empty reply (an invalid action) for a
+                            # prompt the model cannot read, instead of failing the whole run.
+                            self.too_long += 1
+                            LOG.warning("meta-agent prompt too long for %s: %s", self.url, text[:200])
+                            self._release(reservation)
+                            return [""] * n
+                        if response.status < 500 and response.status != 429:
+                            break
+                except (TimeoutError, aiohttp.ClientError) as error:
+                    last, maybe_billed = f"{type(error).__name__}: {error}", True
+        except BaseException:
+            self._release(reservation)
+            raise
+        if maybe_billed and self.ledger:  # sent, no reply seen: it may have been billed, keep the worst case
+            self.ledger.settle(self.model, ROLE, reservation, prompt_bound, max_new_tokens * n, 0)
+        else:
+            self._release(reservation)
         raise PolicyError(f"meta-agent endpoint {self.url} (model {self.model!r}) failed: {last}")
 
-    def _count(self, usage: dict, replies: int) -> None:
-        self.usage.replies += replies
-        self.usage.prompt_tokens += int(usage.get("prompt_tokens", 0))
-        self.usage.completion_tokens += int(usage.get("completion_tokens", 0))
+    def _settle(self, reservation: float, usage: dict, prompt_bound: int, texts: list[str]) -> None:
+        """Counts a reply's tokens (the endpoint's usage; else upper bounds) and settles its cost."""
+        prompt_tokens = int(usage.get("prompt_tokens", prompt_bound))
+        completion_tokens = int(usage.get("completion_tokens", sum(len(t.encode("utf-8")) for t in texts)))
+        self.usage.replies += len(texts)
+        self.usage.prompt_tokens += prompt_tokens
+        self.usage.completion_tokens += completion_tokens
+        if self.ledger:
+            self.ledger.settle(self.model, ROLE, reservation, prompt_tokens, completion_tokens, len(texts))
+
+    def _release(self, reservation: float) -> None:
+        if self.ledger:
+            self.ledger.release(reservation)
 
     async def finish(self) -> None:
         """Nothing to do: an endpoint serves each process on its own."""

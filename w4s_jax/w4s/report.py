@@ -83,8 +83,8 @@ def plot_curves(rollouts: Sequence[Rollout], path: pathlib.Path) -> None:
     plt.close(figure)
 
 
-def _cost_rows(usage: dict[str, Any], meta_agent: dict[str, Any]) -> list[str]:
-    """Executor calls per (model, role), then the meta-agent's replies generated in this run."""
+def _cost_rows(usage: dict[str, Any]) -> list[str]:
+    """API calls per (model, role): the executor's, and an API meta-agent's."""
     rows = ["| model | role | calls | cache hits | prompt tokens | completion tokens | dollars | format errors |",
             "|---|---|---|---|---|---|---|---|"]
     for entry in usage.get("by_model_role", {}).values():
@@ -92,10 +92,7 @@ def _cost_rows(usage: dict[str, Any], meta_agent: dict[str, Any]) -> list[str]:
                     f"{entry['prompt_tokens']} | {entry['completion_tokens']} | {entry['dollars']:.4f} | "
                     f"{entry['format_errors']} |")
     if len(rows) == 2:
-        rows.append("| (no executor calls) | executor | 0 | | | | | |")
-    rows.append(f"| {meta_agent.get('model', 'meta-agent')} | meta-agent | {meta_agent.get('replies', 0)} | "
-                f"{meta_agent.get('replayed', 0)} (journal) | {meta_agent.get('prompt_tokens', 0)} | "
-                f"{meta_agent.get('completion_tokens', 0)} | {meta_agent.get('dollars', 0.0):.4f} | |")
+        rows.append("| (no executor calls) | | | | | | | |")
     return rows
 
 
@@ -121,10 +118,13 @@ def write_report(path: pathlib.Path, *, run_name: str, rollouts: Sequence[Rollou
         test = "not run" if choice.test_score is None else f"{choice.test_score:.3f}"
         lines.append(f"| {choice.task} | {choice.rollout_id} ({choice.origin}) | {choice.val_score:.3f} | {test} |")
     lines += ["", "## Cost", "", f"Executor spent ${executor_usage.get('spent_usd', 0.0):.4f} "
-              f"of a ${executor_usage.get('budget_usd', 0.0):.2f} budget.", "", *_cost_rows(executor_usage, meta_agent), "",
+              f"of a ${executor_usage.get('budget_usd', 0.0):.2f} budget.", "", *_cost_rows(executor_usage), "",
               f"Meta-agent: {meta_agent.get('generations', 0)} generations in {meta_agent.get('batches', 0)} batches "
               f"(largest batch {meta_agent.get('largest_batch', 0)}), "
-              f"{meta_agent.get('replayed', 0)} replayed from the journal.",
+              f"{meta_agent.get('replayed', 0)} replayed from the journal; "
+              f"{meta_agent.get('prompt_tokens', 0)} prompt and {meta_agent.get('completion_tokens', 0)} completion "
+              f"tokens, ${meta_agent.get('dollars', 0.0):.4f} (an API meta-agent is priced from executor.prices "
+              "and spends from the same budget; the in-process one costs no API dollars).",
               f"Workflow evaluations: {evaluations['run']} run, {evaluations['replayed']} replayed from the journal.",
               ""]
     lines += ["## Actions and errors", "",

@@ -18,7 +18,6 @@ from typing import Any
 
 from w4s_jax import tasks as task_registry
 from w4s_jax.executor import ExecutorClient
-from w4s_jax.executor.accounting import Price
 from w4s_jax.executor.errors import BudgetExceeded
 from w4s_jax.sandbox import Sandbox
 from w4s_jax.w4s.actor import GenerationBatcher, host_share
@@ -27,7 +26,8 @@ from w4s_jax.w4s.episode import Rollout
 from w4s_jax.w4s.evaluations import JournaledEvaluations
 from w4s_jax.w4s.hosts import choose_across_hosts, first_reason, gather_records, host_output_dir
 from w4s_jax.w4s.journal import Journal
-from w4s_jax.w4s.policy import Policy
+from w4s_jax.w4s.policy import ROLE as META_ROLE
+from w4s_jax.w4s.policy import OpenAIPolicy, Policy
 from w4s_jax.w4s.progress import ProgressView
 from w4s_jax.w4s.report import BestWorkflow, plot_curves, write_report
 from w4s_jax.w4s.sandbox_evaluator import SandboxEvaluator
@@ -106,6 +106,8 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
     journal = Journal(output_dir / "journal.jsonl")
     check_resume_fingerprint(journal, config)
     executor = ExecutorClient.from_config(config.executor, output_dir)
+    if isinstance(policy, OpenAIPolicy):
+        policy.ledger = executor.ledger  # an API meta-agent spends from the run's budget too
     tasks = {name: task_registry.get_task(name, config.task.seed) for name, _ in full_plan}
     val_examples = {name: tasks[name].load("validate", config.task.data_dir, config.task.val_limit)
                     for name in dict.fromkeys(name for name, _ in plan)}
@@ -150,9 +152,7 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
         [record for rollout in rollouts for record in trajectory_records(run_name, rollout)]))
     plot_curves(rollouts, output_dir / "validation_curve.png")
     usage = executor.usage()
-    meta = {"generations": sum(batcher.batch_sizes), "batches": len(batcher.batch_sizes),
-            "largest_batch": max(batcher.batch_sizes, default=0), "replayed": len(batcher.replayed),
-            **_meta_agent_cost(config, policy)}
+    meta = _meta_agent_summary(policy, batcher, usage)
     report_path = output_dir / "report.md"
     evaluation_counts = {"run": evaluations.paid, "replayed": evaluations.replayed}
     write_report(report_path, run_name=run_name, rollouts=rollouts, best=best, executor_usage=usage,
@@ -168,18 +168,13 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
                      {b.task: b for b in best}, count, stopped)
 
 
-def _meta_agent_cost(config: Any, policy: Policy) -> dict[str, Any]:
-    """The meta-agent's tokens this run, and dollars: an API meta-agent is priced from the executor's
-    price table (`executor.prices`); the in-process sampler and unpriced local endpoints cost none."""
-    usage = policy.usage.to_json()
-    model = str(config.meta_agent.model) if config.meta_agent.kind == "openai" else str(config.model.preset or "jax")
-    prices = config.executor.get("prices") or {}
-    prices = prices.to_dict() if hasattr(prices, "to_dict") else dict(prices)
-    dollars = 0.0
-    if config.meta_agent.kind == "openai" and model in prices:
-        dollars = Price(float(prices[model]["input"]), float(prices[model]["output"])).cost(
-            usage["prompt_tokens"], usage["completion_tokens"])
-    return {"model": model, **usage, "dollars": dollars}
+def _meta_agent_summary(policy: Policy, batcher: GenerationBatcher, usage: dict[str, Any]) -> dict[str, Any]:
+    """Generations, batches, tokens, and dollars: an API meta-agent's from the run's ledger (role
+    "meta-agent"); the in-process sampler's are none."""
+    dollars = sum(entry["dollars"] for entry in usage["by_model_role"].values() if entry["role"] == META_ROLE)
+    return {"generations": sum(batcher.batch_sizes), "batches": len(batcher.batch_sizes),
+            "largest_batch": max(batcher.batch_sizes, default=0), "replayed": len(batcher.replayed),
+            **policy.usage.to_json(), "dollars": dollars}
 
 
 async def _score_on_test(choice: BestWorkflow, task: Any, config: Any,
