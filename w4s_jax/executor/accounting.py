@@ -26,6 +26,15 @@ def estimate_prompt_tokens_upper_bound(messages: list[dict[str, str]]) -> int:
     return total
 
 
+def reply_tokens(usage: Mapping[str, object] | None, prompt_bound: int, texts: list[str]) -> tuple[int, int]:
+    """(prompt, completion) tokens of one reply: the endpoint's `usage` when it reports both, else
+    upper bounds (the prompt's bound, the replies' UTF-8 bytes), so an endpoint without usage is
+    never under-charged."""
+    if usage and {"prompt_tokens", "completion_tokens"} <= set(usage):
+        return int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+    return prompt_bound, sum(len(text.encode("utf-8")) for text in texts)
+
+
 @dataclasses.dataclass(frozen=True)
 class Price:
     """Dollars per million input and output tokens."""
@@ -101,6 +110,15 @@ class Ledger:
             entry.completion_tokens += completion_tokens
             entry.dollars += cost
         return cost
+
+    def close_unanswered(self, model: str, role: str, reservation: float, prompt_bound: int,
+                         max_output_tokens: int, maybe_billed: bool) -> None:
+        """Closes the reservation of a request that got no reply: one that may have been billed (sent,
+        then timed out or dropped) keeps its worst case as spent; any other is released."""
+        if maybe_billed:
+            self.settle(model, role, reservation, prompt_bound, max_output_tokens, 0)
+        else:
+            self.release(reservation)
 
     def count(self, model: str, role: str, **increments: int) -> None:
         """Adds to named counters (cache_hits, format_errors, retries, failed)."""

@@ -20,7 +20,7 @@ import random
 from collections.abc import Mapping, Sequence
 
 from w4s_jax.configlib import ConfigError
-from w4s_jax.executor.accounting import Ledger, ModelUsage, estimate_prompt_tokens_upper_bound
+from w4s_jax.executor.accounting import Ledger, ModelUsage, estimate_prompt_tokens_upper_bound, reply_tokens
 from w4s_jax.executor.cache import ResponseCache, request_key
 from w4s_jax.executor.errors import ExecutorError
 from w4s_jax.executor.prompts import json_messages, parse_json_reply, text_messages, validate_messages
@@ -329,9 +329,7 @@ class ExecutorClient:
                 finally:
                     endpoint.in_flight -= 1
             if failure is None:
-                prompt_tokens = int(usage["prompt_tokens"]) if usage else prompt_bound
-                completion_tokens = (int(usage["completion_tokens"]) if usage
-                                     else sum(len(t.encode("utf-8")) for t in texts))
+                prompt_tokens, completion_tokens = reply_tokens(usage, prompt_bound, texts)
                 cost = self.ledger.settle(self.model, self.role, reservation, prompt_tokens, completion_tokens,
                                           len(texts))
                 scope_usage.calls += 1
@@ -345,11 +343,7 @@ class ExecutorClient:
             billed_unknown = billed_unknown or failure.maybe_billed
             if not failure.retryable:
                 break
-        if billed_unknown:
-            # A timed-out or dropped request may still have been billed: keep its worst case as spent.
-            self.ledger.settle(self.model, self.role, reservation, prompt_bound, max_tokens * n, 0)
-        else:
-            self.ledger.release(reservation)
+        self.ledger.close_unanswered(self.model, self.role, reservation, prompt_bound, max_tokens * n, billed_unknown)
         self.ledger.count(self.model, self.role, failed=1)
         raise _FinalError(
             f"executor call failed: endpoint {endpoint_url}, model {self.model!r}, {attempt + 1} attempt(s), "

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from w4s_jax.executor.accounting import Ledger, estimate_prompt_tokens_upper_bound
+from w4s_jax.executor.accounting import Ledger, estimate_prompt_tokens_upper_bound, reply_tokens
 
 Conversation = list[dict[str, str]]
 LOG = logging.getLogger("w4s_jax.w4s")
@@ -130,16 +130,13 @@ class OpenAIPolicy:
         except BaseException:
             self._release(reservation)
             raise
-        if maybe_billed and self.ledger:  # sent, no reply seen: it may have been billed, keep the worst case
-            self.ledger.settle(self.model, ROLE, reservation, prompt_bound, max_new_tokens * n, 0)
-        else:
-            self._release(reservation)
+        if self.ledger:
+            self.ledger.close_unanswered(self.model, ROLE, reservation, prompt_bound, max_new_tokens * n, maybe_billed)
         raise PolicyError(f"meta-agent endpoint {self.url} (model {self.model!r}) failed: {last}")
 
     def _settle(self, reservation: float, usage: dict, prompt_bound: int, texts: list[str]) -> None:
         """Counts a reply's tokens (the endpoint's usage; else upper bounds) and settles its cost."""
-        prompt_tokens = int(usage.get("prompt_tokens", prompt_bound))
-        completion_tokens = int(usage.get("completion_tokens", sum(len(t.encode("utf-8")) for t in texts)))
+        prompt_tokens, completion_tokens = reply_tokens(usage, prompt_bound, texts)
         self.usage.replies += len(texts)
         self.usage.prompt_tokens += prompt_tokens
         self.usage.completion_tokens += completion_tokens
