@@ -96,7 +96,7 @@ def test_oracle_self_consistency_beats_a_single_call():
         for sample in range(5):
             text = oracle(ReplyRequest([{"role": "user", "content": question}], 0.7, "text", sample,
                                        seed=index * 1000 + sample))
-            answers.append(extract_number(text)[0])
+            answers.append(extract_number(text))
         single += answers[0] == float(gold)
         majority += collections.Counter(answers).most_common(1)[0][0] == float(gold)
     single_accuracy, majority_accuracy = single / len(TABLE), majority / len(TABLE)

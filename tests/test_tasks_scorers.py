@@ -45,15 +45,59 @@ def test_numeric_tasks(name, prediction, gold, expected):
 @pytest.mark.parametrize(
     ("prediction", "gold", "expected"),
     [
-        ("2.33", "2.3333333333", 1.0),  # GSM-Hard golds carry many decimals
-        ("2.3", "2.3333333333", 0.0),
+        # Large golds: an absolute tolerance, as in the official scorers, so a near miss is wrong.
+        ("6277333999", "6277334000", 0.0),
+        ("6277334001", "6277334000", 0.0),
+        (6277333999, "6277334000", 0.0),
+        ("The answer is 6,277,333,999.", "6277334000", 0.0),
+        ("12345678901234567", "12345678901234568", 0.0),  # beyond float precision: compared exactly
         ("6277334000.0", "6277334000", 1.0),
+        ("6,277,334,000", "6277334000", 1.0),
+        ("6.277334e9", "6277334000", 1.0),  # float() of PAL and W4S reads scientific notation
         ("-9867630", "-9867630", 1.0),
-        ("6.277334e9", "6277334000", 0.0),  # scientific notation is not a reply format we accept
+        ("-9867631", "-9867630", 0.0),
+        (17.999999999999996, "18", 1.0),  # float noise of a computed answer
+        ("18.0004", "18", 0.0),  # an integer gold has no decimals to round: 1e-6 only
+        # Golds with decimals: half a unit of the gold's last decimal, capped at PAL's 1e-3.
+        ("2.33", "2.3333333333", 0.0),
+        ("2.333", "2.3333333333", 0.0),
+        ("2.333333", "2.3333333333", 1.0),
+        (2.3333333333333335, "2.3333333333", 1.0),
+        ("7/3", "2.3333333333", 1.0),
+        ("2.3333333333", "2.33", 0.0),  # a gold rounded to 2 decimals still allows only 1e-3
+        ("2.3304", "2.33", 1.0),
+        ("2.54", "2.5", 0.0),
+        ("2.5004", "2.5", 1.0),
+        ("3244047.1", "3244047.0999999996", 1.0),  # a GSM-Hard gold with float noise
+        ("14053029.67", "14053029.666666666", 0.0),
+        ("14053029.666667", "14053029.666666666", 1.0),
+        ("0", "2.0107e-06", 0.0),  # PAL's 1e-3 would accept this; half a unit of 1e-10 does not
+        ("2.0107e-06", "2.0107e-06", 1.0),
+        (str(2.0107e-06), "2.0107e-06", 1.0),
+        ("$18.00", "18", 1.0),
+        ("1,000", "1000", 1.0),
+        ("3/4", "0.75", 1.0),
+        ("0.7499", "3/4", 0.0),
     ],
 )
-def test_gsm_hard_decimals(prediction, gold, expected):
+def test_numeric_matching_is_exact_up_to_the_golds_decimals(prediction, gold, expected):
     assert get_task("gsm_hard").score(prediction, example(gold)) == expected
+
+
+def test_every_gsm_hard_gold_matches_itself_and_not_its_neighbours(shared_data_dir):
+    """Real golds through the real loader: each matches its own text and float value (as a workflow's
+    str(result) would give it), and for integer golds the next integers up and down score 0."""
+    task = get_task("gsm_hard")
+    examples = task.load("validate", shared_data_dir) + task.load("test", shared_data_dir)
+    assert len(examples) == 1319
+    large = 0
+    for ex in examples:
+        value = float(ex.answer)
+        assert task.score(ex.answer, ex) == 1.0 and task.score(str(value), ex) == 1.0, ex.answer
+        if value.is_integer():
+            assert task.score(str(int(value) + 1), ex) == task.score(str(int(value) - 1), ex) == 0.0, ex.answer
+            large += abs(value) >= 1e4
+    assert large > 500  # most GSM-Hard golds are large: where a relative tolerance used to let near misses pass
 
 
 @pytest.mark.parametrize(

@@ -1,64 +1,102 @@
-"""Numeric answers (GSM8K, GSM-Hard, SVAMP, MGSM): the last number in a reply, compared with tolerance.
+"""Numeric answers (GSM8K, GSM-Hard, SVAMP, MGSM): the last number in a reply, matched exactly.
 
-Replies write numbers many ways: "1,000", "$18.00", "18 dollars", "50%", "-3.5", "3/4", "\\boxed{18}",
-"The answer is 18. I hope that helps". The scorer takes the last number of the text (a number as a
-whole prediction is used as is) and compares with a relative tolerance; a prediction rounded to d >= 2
-decimals also matches a gold value with more decimals (GSM-Hard golds like 2.3333333333).
+Replies write numbers many ways: "1,000", "$18.00", "18 dollars", "50%", "-3.5", "3/4", "2.0107e-06",
+"\\boxed{18}", "The answer is 18. I hope that helps". The scorer takes the last number of the text (a
+number as a whole prediction is used as is) and compares it with the gold in exact rational arithmetic.
+
+What the official scorers do, and what is followed here:
+- GSM8K in AFlow (MetaGPT `metagpt/ext/aflow/benchmark/gsm8k.py`): last number of the output, commas
+  dropped, correct iff `abs(gold - prediction) <= 1e-6`.
+- GSM-Hard in PAL, the set's authors (`reasoning-machines/pal`, `scripts/gsm_eval.py`):
+  `float(answer)`, correct iff `abs(answer - target) < 1e-3`.
+- GSM-Hard in the W4S release (`fannie1208/W4S`, `src/tasks/gsmhard/task_gsmhard.py`): `float(answer)`,
+  correct iff `abs(target - prediction) < 0.1`.
+All three use an absolute tolerance, so a near miss on a large gold (6277333999 for 6277334000) is
+wrong under each of them. The rule here:
+- an integer gold is matched within 1e-6 (AFlow): float noise of a computed answer such as
+  17.999999999999996 passes, any other number does not;
+- a gold written with d decimals is matched within half a unit of its last decimal (the gold may have
+  been rounded there), never looser than PAL's 1e-3 and never tighter than 1e-6. So for the GSM-Hard
+  gold 2.3333333333, "2.33" and "2.333" are wrong and "2.333333" or 2.3333333333333335 are right; for
+  the gold 2.0107e-06, 0 is wrong (PAL's 1e-3 would accept it). W4S's 0.1 is not followed: it would
+  accept 2.3 for 2.3333333333.
+Scientific notation ("6.277334e9") counts, as it does under the float() of PAL and W4S: GSM-Hard golds
+and `str()` of a small Python float are written that way.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+
+INTEGER_TOLERANCE = Fraction(1, 10**6)  # AFlow's GSM8K tolerance: float noise only
+DECIMAL_TOLERANCE_CAP = Fraction(1, 10**3)  # PAL's GSM-Hard tolerance: the loosest allowed
 
 _NUMBER = re.compile(
-    r"(?<![\w.])(-?\s?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\s?\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)?|-?\s?\.\d+)"
+    r"(?<![\w.])(-?\s?\d{1,3}(?:,\d{3})+(?:\.\d+)?"
+    r"|-?\s?\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?|[eE][-+]?\d+)?"
+    r"|-?\s?\.\d+)"
 )
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
-def parse_number(text: str) -> float | None:
-    """A float from a number string such as "1,000", "-3.5", "3/4" or ".5"; None if it is not one."""
+def parse_number(text: str) -> Fraction | None:
+    """The exact value of a number string such as "1,000", "-3.5", "3/4", ".5" or "2e-06"; None if not one."""
     cleaned = text.replace(",", "").replace(" ", "").strip()
     try:
         if "/" in cleaned:
             numerator, denominator = cleaned.split("/", 1)
-            return float(numerator) / float(denominator)
-        return float(cleaned)
-    except (ValueError, ZeroDivisionError):
+            return Fraction(Decimal(numerator)) / Fraction(Decimal(denominator))
+        value = Decimal(cleaned)
+    except (InvalidOperation, ValueError, ZeroDivisionError):
         return None
+    return Fraction(value) if value.is_finite() else None
 
 
-def extract_number(prediction: object) -> tuple[float, int] | None:
-    """(value, decimals written) of the answer in a prediction; None if it holds no number."""
+def written_decimals(text: str) -> int | None:
+    """Decimals a number string shows ("2.50" -> 2, "2.0107e-06" -> 10, "18" -> 0); None for a fraction."""
+    cleaned = text.replace(",", "").replace(" ", "").strip()
+    try:
+        exponent = Decimal(cleaned).as_tuple().exponent
+    except (InvalidOperation, ValueError):
+        return None
+    return max(0, -exponent) if isinstance(exponent, int) else None
+
+
+def extract_number(prediction: object) -> Fraction | None:
+    """The exact value of the answer in a prediction (its last number); None if it holds no number."""
     if isinstance(prediction, bool) or prediction is None:
         return None
-    if isinstance(prediction, int | float):
-        return (float(prediction), 0) if math.isfinite(prediction) else None
+    if isinstance(prediction, int):
+        return Fraction(prediction)
+    if isinstance(prediction, float):
+        return Fraction(prediction) if math.isfinite(prediction) else None
     text = str(prediction)
     boxed = _BOXED.findall(text)
     if boxed:
         text = boxed[-1]
-    matches = _NUMBER.findall(text)
-    for match in reversed(matches):
+    for match in reversed(_NUMBER.findall(text)):
         value = parse_number(match)
-        if value is not None and math.isfinite(value):
-            digits = match.replace(",", "").split(".")
-            decimals = len(digits[1]) if len(digits) == 2 and "/" not in match else 0
-            return value, decimals
+        if value is not None:
+            return value
     return None
 
 
-def numbers_match(predicted: float, decimals: int, gold: float, rel_tol: float = 1e-4) -> bool:
-    if math.isclose(predicted, gold, rel_tol=rel_tol, abs_tol=1e-6):
-        return True
-    return decimals >= 2 and math.isclose(round(gold, decimals), predicted, abs_tol=10 ** -(decimals + 3))
+def gold_tolerance(gold_text: str) -> Fraction:
+    """How far a prediction may be from the gold (see the module doc)."""
+    decimals = written_decimals(gold_text)
+    if not decimals:  # an integer, or an exact fraction such as "3/4"
+        return INTEGER_TOLERANCE
+    return min(DECIMAL_TOLERANCE_CAP, max(INTEGER_TOLERANCE, Fraction(1, 2 * 10**decimals)))
 
 
 def score_numeric(prediction: object, gold: str | float) -> float:
-    """1.0 if the last number in `prediction` equals `gold` within tolerance, else 0.0."""
-    extracted = extract_number(prediction)
-    gold_value = gold if isinstance(gold, float | int) else parse_number(str(gold))
-    if extracted is None or gold_value is None:
+    """1.0 if the last number in `prediction` matches `gold` (module doc), else 0.0."""
+    gold_text = repr(float(gold)) if isinstance(gold, float) else str(gold)
+    gold_value = parse_number(gold_text)
+    predicted = extract_number(prediction)
+    if predicted is None or gold_value is None:
         return 0.0
-    return 1.0 if numbers_match(extracted[0], extracted[1], float(gold_value)) else 0.0
+    return 1.0 if abs(predicted - gold_value) <= gold_tolerance(gold_text) else 0.0
