@@ -49,6 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.sandbox.workers = 4
     config.sandbox.sample_timeout_s = 30.0
 
+    # SmolLM2-135M rarely writes a workflow that passes its check, and the paper trains on none that
+    # fail: the demo keeps them so its training stage has data to show (a learning run must not).
+    config.rlao.keep_invalid = True
     config.train.seq_len = 2048
     config.train.micro_batch = 1
     config.train.steps = 2

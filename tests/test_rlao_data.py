@@ -50,6 +50,12 @@ def test_reads_fixture(rlao_trajectories):
         (_record(messages=[{"role": "robot", "content": "x"}]), "messages[0].role"),
         (_record(messages=[{"role": "user", "content": 3}]), "messages[0].content"),
         (_record(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]), "messages"),
+        (_record(repair_branch={"role": "user"}), "repair_branch"),
+        (_record(repair_branch=[{"role": "user", "content": "fix it"}]), "repair_branch"),
+        (_record(repair_branch=[{"role": "assistant", "content": "a"}]), "repair_branch"),
+        (_record(repair_branch=[{"role": "assistant", "content": 5}, {"role": "user", "content": "x"}]),
+         "repair_branch[0].content"),
+        (_record(check_failed="yes"), "check_failed"),
     ],
 )
 def test_malformed_record_names_file_line_and_field(tmp_path, line, field):
@@ -142,3 +148,76 @@ def test_packing_keeps_every_example_intact():
             assert not batch["target_scale"][row][segments == 0].any()
     assert set(seen[: len(examples)]) <= set(expected)
     assert len(set(seen)) == len(examples)  # the first epoch's elements all come out
+
+
+STATE = [{"role": "system", "content": "sys"}, {"role": "user", "content": "task"}]
+BRANCH = [{"role": "assistant", "content": "broken workflow"}, {"role": "user", "content": "it failed: fix it"}]
+
+
+def _candidates(tmp_path):
+    """One turn's candidates as the loop writes them: fine, repaired, invalid, check failed."""
+    return read_trajectories(str(_write(tmp_path / "turn.jsonl", [
+        _record(candidate=0, reply="fine", reward=0.5, check_failed=False, repair_branch=[]),
+        _record(candidate=1, reply="repaired", reward=1.0, check_failed=False, repair_branch=BRANCH, repairs=1),
+        _record(candidate=2, reply="no code", reward=-0.2, valid_action=False, val_score=None,
+                note="invalid action: no fenced python block in the reply"),
+        _record(candidate=3, reply="still broken", reward=-0.1, val_score=0.0, check_failed=True,
+                repair_branch=[], repairs=1, note="check failed after 1 repairs: NameError: x"),
+    ])))
+
+
+def test_invalid_and_check_failed_candidates_are_left_out_by_default(tmp_path):
+    tokenizer = ByteChatTokenizer()
+    records = _candidates(tmp_path)
+    assert [(r.valid_action, r.check_failed, r.trainable) for r in records] == [
+        (True, False, True), (True, False, True), (False, False, False), (True, True, False)]
+    examples, report = build_examples(records, tokenizer, 4096, WeightConfig())
+    targets = [tokenizer.decode(e.ids[e.loss_mask == 1]) for e in examples]
+    assert targets == ["fine", "repaired"]
+    assert (report.records, report.invalid_actions, report.check_failures, report.left_out, report.examples) == (
+        4, 1, 1, 2, 2)
+    assert "1 invalid actions and 1 check failures left out" in report.summary()
+    assert report.to_dict()["left_out"] == 2 and not report.to_dict()["keep_invalid"]
+
+    kept, report = build_examples(records, tokenizer, 4096, WeightConfig(), keep_invalid=True)
+    assert [tokenizer.decode(e.ids[e.loss_mask == 1]) for e in kept] == ["fine", "repaired", "no code", "still broken"]
+    assert (report.invalid_actions, report.check_failures, report.left_out, report.examples) == (1, 1, 0, 4)
+    assert "kept: rlao.keep_invalid" in report.summary()
+
+
+def test_a_repaired_reply_is_trained_in_the_repair_branch_that_produced_it(tmp_path):
+    tokenizer = ByteChatTokenizer()
+    records = _candidates(tmp_path)
+    assert records[1].prompt_messages == tuple(STATE + BRANCH) and records[0].prompt_messages == tuple(STATE)
+    examples, _ = build_examples(records, tokenizer, 4096, WeightConfig())
+    for example, messages, reply in ((examples[0], STATE, "fine"), (examples[1], STATE + BRANCH, "repaired")):
+        ids, mask = tokenizer.encode_training_pair(messages, reply)
+        np.testing.assert_array_equal(example.ids, ids)
+        np.testing.assert_array_equal(example.loss_mask, mask)
+
+
+def test_a_long_repair_branch_loses_history_pairs_first(tmp_path):
+    tokenizer = ByteChatTokenizer()
+    history = [{"role": "assistant", "content": "H" * 50}, {"role": "user", "content": "feedback " * 5}]
+    path = _write(tmp_path / "long.jsonl", [_record(messages=STATE + history, repair_branch=BRANCH, reply="R")])
+    budget = len(tokenizer.encode_training_pair(STATE + BRANCH, "R")[0])
+    (example,), report = build_examples(read_trajectories(str(path)), tokenizer, budget, WeightConfig())
+    assert report.pairs_dropped == 1
+    assert example.ids.tolist() == tokenizer.encode_training_pair(STATE + BRANCH, "R")[0]
+
+
+def test_records_without_the_newer_fields_read_as_before(tmp_path):
+    """Files written before `repair_branch` and `check_failed` existed: no branch, check failure from the note."""
+    path = _write(tmp_path / "old.jsonl", [
+        _record(note=""),
+        _record(note="check failed after 3 repairs: TypeError: x", val_score=0.0),
+    ])
+    fine, failed = read_trajectories(str(path))
+    assert fine.repair_branch == () and not fine.check_failed and fine.trainable
+    assert failed.check_failed and not failed.trainable
+
+
+def test_nothing_left_to_train_on_names_the_switch(tmp_path):
+    path = _write(tmp_path / "bad.jsonl", [_record(valid_action=False), _record(check_failed=True)])
+    with pytest.raises(ConfigError, match=r"rlao\.keep_invalid: none of the 2 records .*\(1 invalid actions, 1 check"):
+        build_examples(read_trajectories(str(path)), ByteChatTokenizer(), 4096, WeightConfig())

@@ -225,6 +225,11 @@ def test_repair_and_feedback_text(scripted_run, data):
     assert repair[-1]["content"] == prompts.repair_message(
         "NameError: name 'undefined_helper' is not defined", "line 2: value = undefined_helper(task)")
     assert repair[:-2] == by_key[(0, 1, 0, 0)]  # the repair branches off the turn's state
+    records = {(r.episode, r.turn, r.candidate): r for r in read_trajectories([scripted_run[0].trajectories_path])}
+    repaired = records[(0, 1, 0)]
+    assert repaired.reply == SCRIPT[(0, 1, 0, 1)]
+    assert list(repaired.prompt_messages) == repair  # trained in the context that produced the reply
+    assert all(r.repair_branch == () for key, r in records.items() if key != (0, 1, 0))
 
     # Turn 1's state: the first messages, then turn 0's chosen reply and its feedback.
     state = by_key[(0, 1, 1, 0)]
@@ -274,6 +279,46 @@ def test_journal_report_and_trajectory_file(scripted_run):
     lines = load_jsonl(result.trajectories_path)
     assert all(line["schema"] == "w4s-trajectory/1" and line["task"] == "gsm8k" for line in lines)
     assert lines[0]["messages"][0] == {"role": "system", "content": prompts.SYSTEM_PROMPT}
+
+
+def test_training_data_leaves_out_invalid_and_check_failed_candidates(tmp_path, shared_data_dir, data):
+    """One turn of three candidates: one stays broken after its repair, one is repaired, one has no code.
+    All three are in the trajectories; only the repaired one becomes a training example, in its branch."""
+    from w4s_jax.rlao.byte_tokenizer import ByteChatTokenizer
+    from w4s_jax.rlao.examples import WeightConfig, build_examples
+
+    val, test = data
+    script = {
+        (0, 0, 0, 0): reply_with("Use a helper.", BROKEN),
+        (0, 0, 0, 1): reply_with("Still a helper.", BROKEN.replace("value", "result")),
+        (0, 0, 1, 0): reply_with("Use a helper too.", BROKEN),
+        (0, 0, 1, 1): reply_with("Fixed: a middle prompt.", MID),
+        (0, 0, 2, 0): "No code this time.",
+    }
+    seeds = {derive_seed(ROLLOUT, *key): key for key in script}
+    with (ScriptedMetaAgent(lambda body: script.get(seeds.get(body["seed"]))) as meta,
+          TestEndpoint(TableReplier(answer_table(val, test))).in_thread() as executor):
+        config = run_config(shared_data_dir, meta.url, executor.url)
+        config.w4s.candidates_per_turn = 3
+        config.w4s.max_iterations = 1
+        config.w4s.max_repairs = 1
+        result = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent), tmp_path / "filter")
+        bodies = {seeds[body["seed"]]: body["messages"] for body in meta.requests}
+    lines = load_jsonl(result.trajectories_path)
+    assert [(line["valid_action"], line["check_failed"], line["repairs"]) for line in lines] == [
+        (True, True, 1), (True, False, 1), (False, False, 0)]
+    assert lines[0]["note"].startswith("check failed after 1 repairs: NameError")
+    journal = [r for r in load_jsonl(result.journal_path) if r["kind"] == "candidate"]
+    assert [r["check_failed"] for r in journal] == [True, False, False]
+
+    tokenizer = ByteChatTokenizer()
+    records = read_trajectories([result.trajectories_path])
+    (example,), report = build_examples(records, tokenizer, 1 << 16, WeightConfig())
+    assert (report.invalid_actions, report.check_failures, report.examples) == (1, 1, 1)
+    ids, mask = tokenizer.encode_training_pair(bodies[(0, 0, 1, 1)], script[(0, 0, 1, 1)])
+    assert example.ids.tolist() == ids and example.loss_mask.tolist() == mask
+    everything, report = build_examples(records, tokenizer, 1 << 16, WeightConfig(), keep_invalid=True)
+    assert len(everything) == 3 and report.left_out == 0
 
 
 def test_no_test_data_reaches_the_meta_agent(scripted_run, data, shared_data_dir):

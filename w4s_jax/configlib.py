@@ -328,12 +328,14 @@ def train_section() -> ml_collections.ConfigDict:
 
 
 def rlao_section() -> ml_collections.ConfigDict:
-    """RLAO example weights w = exp(reward / tau) (DESIGN section 1)."""
+    """RLAO training data: which candidates become examples, and their weights w = exp(reward / tau)."""
     return section(
         "rlao",
         tau=(0.4, "temperature of the reward weights w = exp(r / tau)"),
         weight_mode=("raw", "raw, clip (at max_weight) or normalize (mean weight 1 over the dataset)"),
         max_weight=(0.0, "largest weight with weight_mode=clip"),
+        keep_invalid=(False, "also train on invalid actions and on workflows that failed their check after the "
+                             "last repair (the paper trains on neither; both stay in the trajectories)"),
     )
 
 

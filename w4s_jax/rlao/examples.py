@@ -1,10 +1,13 @@
 """Trajectories -> tokenized, weighted training examples (RLAO, DESIGN section 1).
 
-Each candidate becomes one example: prompt = the turn's state (`messages`), target = its `reply`,
-tokenized through the meta-agent's chat template, loss on the reply's tokens only, weight
-w = exp(reward / tau). Prompts too long for the sequence are cut from the left of the history
-(earliest action/feedback pairs first; system and first user message always stay), then the
-reply's end; every cut and every example with no room left is counted in a `TruncationReport`.
+As in the paper, only candidates with a valid workflow that passed its check become examples (the
+others stay in the trajectories and the journal; `rlao.keep_invalid` trains on them too). Each
+becomes one example: prompt = the context that produced its reply (the turn's state, then for a
+repaired reply the repair branch), target = its `reply`, tokenized through the meta-agent's chat
+template, loss on the reply's tokens only, weight w = exp(reward / tau). Prompts too long for the
+sequence are cut from the left of the history (earliest action/feedback pairs first; system and
+first user message always stay), then the reply's end. Every record left out and every cut is
+counted in a `DataReport`.
 """
 
 from __future__ import annotations
@@ -65,10 +68,15 @@ class Example:
 
 
 @dataclasses.dataclass
-class TruncationReport:
-    """What was cut to fit `max_len`; printed and logged so nothing is lost silently."""
+class DataReport:
+    """What was left out or cut on the way from records to examples; printed and logged, so nothing
+    is lost silently."""
 
     max_len: int
+    keep_invalid: bool = False  # True: the two kinds below were trained on; False: left out
+    records: int = 0
+    invalid_actions: int = 0  # records with no python block defining solver
+    check_failures: int = 0  # records whose workflow failed its check after the last repair
     examples: int = 0
     history_truncated: int = 0
     pairs_dropped: int = 0
@@ -76,17 +84,41 @@ class TruncationReport:
     dropped_no_room: int = 0
     dropped_sources: list[str] = dataclasses.field(default_factory=list)
 
+    @property
+    def left_out(self) -> int:
+        """Records that did not become examples because of what they are (not their length)."""
+        return 0 if self.keep_invalid else self.invalid_actions + self.check_failures
+
     def summary(self) -> str:
+        fate = "kept: rlao.keep_invalid" if self.keep_invalid else "left out"
         return (
-            f"{self.examples} examples (max_len {self.max_len}): {self.history_truncated} with history cut "
-            f"({self.pairs_dropped} action/feedback pairs dropped), {self.target_truncated} with the reply's end "
-            f"cut, {self.dropped_no_room} dropped because system + first user message leave no room for the reply"
+            f"{self.examples} examples from {self.records} records ({self.invalid_actions} invalid actions and "
+            f"{self.check_failures} check failures {fate}; max_len {self.max_len}): {self.history_truncated} "
+            f"with history cut ({self.pairs_dropped} message pairs dropped), {self.target_truncated} with the "
+            f"reply's end cut, {self.dropped_no_room} dropped because system + first user message leave no room "
+            "for the reply"
         )
 
     def to_dict(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "dropped_sources"} | {
-            "dropped_sources": self.dropped_sources[:20]
+            "left_out": self.left_out, "dropped_sources": self.dropped_sources[:20]
         }
+
+
+def select_records(records: Sequence[Trajectory], keep_invalid: bool, report: DataReport) -> list[Trajectory]:
+    """The records that become examples (all with keep_invalid); counts the others in `report` by reason."""
+    report.records = len(records)
+    report.keep_invalid = keep_invalid
+    report.invalid_actions = sum(not r.valid_action for r in records)
+    report.check_failures = sum(r.valid_action and r.check_failed for r in records)
+    kept = list(records) if keep_invalid else [r for r in records if r.trainable]
+    if not kept:
+        raise ConfigError(
+            f"rlao.keep_invalid: none of the {len(records)} records is a valid workflow that passed its check "
+            f"({report.invalid_actions} invalid actions, {report.check_failures} check failures), so there is "
+            "nothing to train on; collect more, or set rlao.keep_invalid=True to train on them anyway"
+        )
+    return kept
 
 
 def _head_length(messages: Sequence[dict[str, str]]) -> int:
@@ -96,16 +128,16 @@ def _head_length(messages: Sequence[dict[str, str]]) -> int:
 
 
 def _fit(
-    record: Trajectory, tokenizer: TrainingTokenizer, max_len: int, report: TruncationReport
+    record: Trajectory, tokenizer: TrainingTokenizer, max_len: int, report: DataReport
 ) -> tuple[list[int], list[int]] | None:
     """Encodes one record into at most `max_len` tokens, cutting history, then the reply's end."""
-    messages = list(record.messages)
+    messages = list(record.prompt_messages)
     head = _head_length(messages)
     ids, mask = tokenizer.encode_training_pair(messages, record.reply)
     dropped_pairs = 0
     while len(ids) > max_len and len(messages) > head:
-        # History after the head alternates (action, feedback): drop the earliest pair so the turn
-        # structure stays intact; at worst only system + first user message remain.
+        # History after the head alternates (action, feedback), then (failed reply, repair request):
+        # drop the earliest pair so the structure stays intact; at worst only system + first user remain.
         del messages[head : head + 2]
         dropped_pairs += 1
         ids, mask = tokenizer.encode_training_pair(messages, record.reply)
@@ -123,19 +155,20 @@ def _fit(
 
 
 def build_examples(
-    records: Sequence[Trajectory], tokenizer: TrainingTokenizer, max_len: int, weights: WeightConfig
-) -> tuple[list[Example], TruncationReport]:
-    """Tokenized, length-fitted, weighted examples and the report of what was cut or dropped."""
-    report = TruncationReport(max_len=max_len)
+    records: Sequence[Trajectory], tokenizer: TrainingTokenizer, max_len: int, weights: WeightConfig,
+    keep_invalid: bool = False,
+) -> tuple[list[Example], DataReport]:
+    """Tokenized, length-fitted, weighted examples and the report of what was left out or cut."""
+    report = DataReport(max_len=max_len)
     fitted: list[tuple[list[int], list[int], Trajectory]] = []
-    for record in records:
+    for record in select_records(records, keep_invalid, report):
         encoded = _fit(record, tokenizer, max_len, report)
         if encoded is not None:
             fitted.append((*encoded, record))
     if not fitted:
         raise ConfigError(
             f"train.seq_len: no trajectory fits in {max_len} tokens (system + first user message too long "
-            f"in all {len(records)} records); raise train.seq_len"
+            f"in all {report.records - report.left_out} records kept); raise train.seq_len"
         )
     example_w = example_weights([r.reward for _, _, r in fitted], weights)
     examples = [

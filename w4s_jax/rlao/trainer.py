@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 from w4s_jax.configlib import ConfigError
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.checkpointing import CheckpointConfig, PreemptionFlag, RunCheckpoints
-from w4s_jax.rlao.examples import Example, TrainingTokenizer, TruncationReport, WeightConfig, build_examples
+from w4s_jax.rlao.examples import DataReport, Example, TrainingTokenizer, WeightConfig, build_examples
 from w4s_jax.rlao.flops import peak_flops_per_second, train_flops
 from w4s_jax.rlao.lora import LoraConfig
 from w4s_jax.rlao.metrics import MetricsLogger
@@ -42,7 +42,7 @@ class TrainResult:
     total_steps: int
     preempted: bool
     last_metrics: dict[str, float]
-    truncation: TruncationReport
+    data_report: DataReport
     metrics_path: pathlib.Path
 
     def model_params(self) -> dict:
@@ -130,7 +130,9 @@ def run_training(
     """Trains on the trajectories in `data`; resumes from `output_dir`'s checkpoints when present."""
     output_dir = pathlib.Path(output_dir)
     weights = WeightConfig(tau=config.rlao.tau, mode=config.rlao.weight_mode, max_weight=config.rlao.max_weight)
-    examples, truncation = build_examples(read_trajectories(data), tokenizer, config.train.seq_len, weights)
+    examples, data_report = build_examples(
+        read_trajectories(data), tokenizer, config.train.seq_len, weights, config.rlao.keep_invalid
+    )
     total_steps = derive_steps(config, examples)
     lora = lora_config(config)
     program = TrainProgram(
@@ -161,8 +163,8 @@ def run_training(
 
     logger = MetricsLogger(output_dir, total_steps, start, progress=config.train.progress and start < total_steps)
     if jax.process_index() == 0:
-        (output_dir / "data_report.json").write_text(json.dumps(truncation.to_dict(), indent=2) + "\n")
-    logger.note(f"rlao: {truncation.summary()}; {total_steps} steps" + (f", resumed at step {start}" if start else ""))
+        (output_dir / "data_report.json").write_text(json.dumps(data_report.to_dict(), indent=2) + "\n")
+    logger.note(f"rlao: {data_report.summary()}; {total_steps} steps" + (f", resumed at step {start}" if start else ""))
     peak, peak_source = peak_flops_per_second(list(mesh.devices.flat))
     last_metrics: dict[str, float] = {}
     preempted = False
@@ -209,4 +211,4 @@ def run_training(
     if preempted:
         logger.note(f"rlao: SIGTERM received; checkpoint saved at step {step}, exiting")
     logger.note(f"rlao: MFU against {peak_source}")
-    return TrainResult(state, frozen, program, step, total_steps, preempted, last_metrics, truncation, logger.path)
+    return TrainResult(state, frozen, program, step, total_steps, preempted, last_metrics, data_report, logger.path)

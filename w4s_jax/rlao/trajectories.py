@@ -1,8 +1,12 @@
-"""Reading and validating RLAO trajectory files (schema `w4s-trajectory/1`, docs/interfaces.md).
+"""Reading and validating RLAO trajectory files (schema `w4s-trajectory/1`, docs/trajectories.md).
 
 A trajectory file is written by the W4S loop, one JSON object per sampled candidate. Every record is
 checked before training starts, so a bad file fails in seconds with the file, line and field named,
 not hours later inside a jitted step.
+
+`repair_branch` and `check_failed` were added to the schema later (fields are only ever added under
+its name): a record without them has no repair branch, and its documented `note` ("check failed
+after N repairs: ...") tells whether its check failed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class Trajectory:
     """One candidate action at one turn: the state it was sampled from, the reply, and its reward."""
 
     messages: tuple[dict[str, str], ...]
+    repair_branch: tuple[dict[str, str], ...]  # (failed reply, repair request) pairs that led to `reply`
     reply: str
     reward: float
     run: str
@@ -37,7 +42,18 @@ class Trajectory:
     val_score: float | None
     valid_action: bool
     selected: bool
+    check_failed: bool  # the workflow still failed its check after the last repair
     source: str  # "file:line", for error messages and reports
+
+    @property
+    def prompt_messages(self) -> tuple[dict[str, str], ...]:
+        """The context that produced `reply`: the turn's state, then the repair branch if any."""
+        return self.messages + self.repair_branch
+
+    @property
+    def trainable(self) -> bool:
+        """A candidate the paper trains on: a valid workflow that passed its check (and was evaluated)."""
+        return self.valid_action and not self.check_failed
 
 
 def _fail(path: pathlib.Path, line: int, field: str, problem: str) -> TrajectoryFormatError:
@@ -52,12 +68,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_messages(raw: Any, path: pathlib.Path, line: int) -> tuple[dict[str, str], ...]:
-    if not isinstance(raw, list) or not raw:
-        raise _fail(path, line, "messages", f"expected a non-empty list of messages, got {raw!r:.80}")
+def _message_list(raw: Any, path: pathlib.Path, line: int, field: str) -> list[dict[str, str]]:
+    if not isinstance(raw, list):
+        raise _fail(path, line, field, f"expected a list of messages, got {raw!r:.80}")
     messages = []
     for i, message in enumerate(raw):
-        where = f"messages[{i}]"
+        where = f"{field}[{i}]"
         if not isinstance(message, dict):
             raise _fail(path, line, where, f"expected an object with role and content, got {message!r:.80}")
         role, content = message.get("role"), message.get("content")
@@ -66,11 +82,36 @@ def _check_messages(raw: Any, path: pathlib.Path, line: int) -> tuple[dict[str, 
         if not isinstance(content, str):
             raise _fail(path, line, f"{where}.content", f"expected a string, got {type(content).__name__}")
         messages.append({"role": role, "content": content})
+    return messages
+
+
+def _check_messages(raw: Any, path: pathlib.Path, line: int) -> tuple[dict[str, str], ...]:
+    messages = _message_list(raw, path, line, "messages")
+    if not messages:
+        raise _fail(path, line, "messages", "expected a non-empty list of messages, got []")
     if not any(m["role"] == "user" for m in messages):
         raise _fail(path, line, "messages", "holds no user message (the task prompt is missing)")
     if messages[-1]["role"] != "user":
         raise _fail(path, line, "messages", f"must end with a user message, ends with {messages[-1]['role']!r}")
     return tuple(messages)
+
+
+def _check_repair_branch(raw: Any, path: pathlib.Path, line: int) -> tuple[dict[str, str], ...]:
+    """Pairs of (assistant: a failed reply, user: the repair request); absent means none."""
+    branch = _message_list([] if raw is None else raw, path, line, "repair_branch")
+    roles = [m["role"] for m in branch]
+    if roles != ["assistant", "user"] * (len(branch) // 2):
+        raise _fail(path, line, "repair_branch", f"expected (assistant, user) pairs, got roles {roles}")
+    return tuple(branch)
+
+
+def _check_failed(raw: dict, path: pathlib.Path, line: int) -> bool:
+    if "check_failed" in raw:
+        if not isinstance(raw["check_failed"], bool):
+            raise _fail(path, line, "check_failed", f"expected true or false, got {raw['check_failed']!r:.60}")
+        return raw["check_failed"]
+    note = raw.get("note", "")
+    return isinstance(note, str) and note.startswith("check failed")
 
 
 _TYPED_FIELDS: dict[str, tuple[Any, str]] = {
@@ -103,6 +144,7 @@ def parse_record(raw: Any, path: pathlib.Path, line: int) -> Trajectory:
     messages = _check_messages(raw["messages"], path, line)
     return Trajectory(
         messages=messages,
+        repair_branch=_check_repair_branch(raw.get("repair_branch"), path, line),
         reply=raw["reply"],
         reward=float(raw["reward"]),
         run=raw["run"],
@@ -113,6 +155,7 @@ def parse_record(raw: Any, path: pathlib.Path, line: int) -> Trajectory:
         val_score=None if raw["val_score"] is None else float(raw["val_score"]),
         valid_action=raw["valid_action"],
         selected=raw["selected"],
+        check_failed=_check_failed(raw, path, line),
         source=f"{path}:{line}",
     )
 

@@ -55,6 +55,9 @@ class Candidate:
     reply: str  # the reply whose workflow was evaluated (after repairs), else the first reply
     action: Action
     repairs: int = 0
+    # The messages between the turn's state and `reply`: for a repaired reply, the earlier replies and
+    # the repair requests that produced it (its training context); empty when no repair was needed.
+    repair_branch: list[dict[str, str]] = dataclasses.field(default_factory=list)
     outcome: EvalOutcome | None = None
     check_failed: bool = False
     note: str = ""
@@ -209,7 +212,7 @@ class Rollout:
                 rollout=self.rollout_id, task=self.task_name, episode=episode, turn=turn,
                 iteration=self.iteration, candidate=candidate.index, valid_action=candidate.action.valid,
                 val_score=candidate.score, reward=candidate.reward, selected=candidate.selected,
-                repairs=candidate.repairs, note=candidate.note,
+                repairs=candidate.repairs, check_failed=candidate.check_failed, note=candidate.note,
                 workflow_hash=workflow_hash(candidate.action.workflow) if candidate.action.valid else "")
         self.turns.append(log)
         self.on_turn(self, log)
@@ -236,7 +239,11 @@ class Rollout:
 
     async def _check_and_repair(self, candidate: Candidate, key: str, state: list[dict[str, str]],
                                 episode: int, turn: int) -> None:
-        """Checks on `check_samples` validation samples; on an error asks for a fix, up to max_repairs."""
+        """Checks on `check_samples` validation samples; on an error asks for a fix, up to max_repairs.
+
+        The repair conversation branches off the turn's state; a repaired reply that parses becomes the
+        candidate's reply, and the branch that produced it its `repair_branch`.
+        """
         branch = list(state)
         last_reply = candidate.reply
         while True:
@@ -261,3 +268,4 @@ class Rollout:
             repaired = parse_action(last_reply)
             if repaired.valid:
                 candidate.action, candidate.reply = repaired, last_reply
+                candidate.repair_branch = branch[len(state):]
