@@ -35,7 +35,8 @@ def gsm8k(shared_data_dir):
     return task, task.load("validate", shared_data_dir, limit=8)
 
 
-@pytest.mark.parametrize("name", ["cot", "cot_sc", "self_refine", "code_generation"])
+@pytest.mark.parametrize("name", ["cot", "cot_sc", "self_refine", "code_generation", "official_cot",
+                                  "official_cot_sc", "official_code_generation"])
 def test_builtin_workflow_scores_every_sample_right_against_the_table_replier(name, gsm8k, tmp_path):
     task, examples = gsm8k
     table = TableReplier({e.question: e.answer for e in examples})

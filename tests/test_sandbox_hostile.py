@@ -145,7 +145,7 @@ HOSTILE = [
     ("tamper_proxy_internals", "agent._call_parent = lambda method, kwargs: ['forged']\n"
      "return {'answer': agent.call_llm(messages=[{'role': 'user', 'content': 'x'}])[0]}", None, None),
     ("llm_call_with_unserialisable_args", "return {'answer': agent.call_llm(messages=[{'role': 'user', "
-     "'content': object()}])}", "TypeError", "JSON-safe"),
+     "'content': 'x'}], temperature=object())}", "TypeError", "JSON-safe"),
     ("system_exit", "raise SystemExit(3)", "SystemExit", "3"),
     ("execute_code_escape", "return {'answer': agent.execute_code('import os\\nos.system(\"id\")')}",
      "Exception", "Error when executing code"),

@@ -203,7 +203,8 @@ def w4s_section() -> ml_collections.ConfigDict:
         low_score_penalty=(0.1, "subtracted from the reward when the score is below low_score_threshold"),
         feedback_cases=(10, "validation cases shown in the feedback on a workflow"),
         archive_in_prompt=(5, "best archive workflows shown when an episode starts"),
-        seed_workflows=("", "comma-separated built-in workflows that seed the archive ('' = the task type's defaults)"),
+        seed_workflows=("", "comma-separated built-in workflows or sets ('official': the W4S release's trio) "
+                            "that seed the archive ('' = the task type's defaults)"),
         max_concurrent_evaluations=(4, "workflow evaluations (sandbox + executor) running at once over all rollouts"),
         lockstep_generation=(True, "batch generation only when every live rollout waits for it (deterministic batches; needed on several hosts)"),
         batch_window_s=(0.05, "when not in lockstep: how long to gather generation requests before a batch goes out"),

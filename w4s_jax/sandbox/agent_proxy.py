@@ -3,6 +3,19 @@
 Standard library only (imported by the worker under `python -I -S`). LLM calls and code execution
 cross the channel to the parent, which owns the executor, keys, cache and budget; the text helpers
 run locally. The public tests of the sample arrive with the job, the hidden ones never do.
+
+Workflows written for the W4S release (`fannie1208/W4S`, `src/agent/executor_agent.py`, class `Agent`)
+run unchanged: the signatures are the same, and so is what the release does before any request is
+sent, here in the worker so that a workflow can catch it (a malformed request never reaches the
+channel, whose parent side kills a worker that breaks the protocol):
+- `call_llm` turns every message content into `str(content)`; `response_format="json"` (or
+  "json_object") returns each reply parsed by `json.loads`, `{"JSONDecodeError": text}` when it does
+  not parse; `tools` and `tool_choice` are accepted and not sent, since the release returns only each
+  reply's text, which is all this executor gives;
+- `call_json_format_llm` raises the release's ValueError for messages that are not a list of dicts
+  with exactly the string fields "role" and "content";
+- `execute_code` returns `solution()`'s value as a Python value: tuples, sets, Fractions, dicts with
+  any keys come back as themselves (sandbox/values.py says how they cross the channel).
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ import textwrap
 from collections.abc import Callable
 
 CallParent = Callable[[str, dict], object]
+RESPONSE_FORMATS = {"text": "text", "json": "json_object", "json_object": "json_object"}
 
 BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*)\}", re.DOTALL)
 NUMBER = re.compile(r"[-+]?\d+(?:,\d{3})*(?:\.\d+)?|\d+\.\d+")
@@ -44,18 +58,23 @@ class Agent:
         self._entry_point = entry_point
 
     def call_llm(self, *, messages, model="gpt-4o-mini", temperature=1.0, max_completion_tokens=4096,
-                 num_of_response=1, response_format="text", agent_role="task solver", instructions=""):
-        """Plain-text replies from the executor: a list of `num_of_response` strings."""
-        return self._call_parent("call_llm", {
-            "messages": messages, "model": model, "temperature": temperature,
+                 num_of_response=1, response_format="text", agent_role="task solver", instructions="",
+                 tools=None, tool_choice=None):
+        """Replies from the executor: a list of `num_of_response` strings, or of parsed JSON values
+        with response_format "json" (module doc)."""
+        fmt = _response_format(response_format)
+        replies = self._call_parent("call_llm", {
+            "messages": _str_contents(messages), "model": model, "temperature": temperature,
             "max_completion_tokens": max_completion_tokens, "num_of_response": num_of_response,
-            "response_format": response_format, "agent_role": agent_role, "instructions": instructions,
+            "response_format": fmt, "agent_role": agent_role, "instructions": instructions,
         })
+        return replies if fmt == "text" else [_parse_json(reply) for reply in replies]
 
     def call_json_format_llm(self, *, messages, model="gpt-4o-mini", temperature=1.0,
                              max_completion_tokens=4096, num_of_response=1, agent_role="task solver",
                              return_dict_keys=(), instructions=""):
         """JSON replies from the executor: a list of dicts holding exactly `return_dict_keys`."""
+        _check_messages(messages)
         return self._call_parent("call_json_format_llm", {
             "messages": messages, "model": model, "temperature": temperature,
             "max_completion_tokens": max_completion_tokens, "num_of_response": num_of_response,
@@ -65,11 +84,15 @@ class Agent:
 
     def execute_code(self, code, timeout=5):
         """Runs `code` in its own sandboxed process and returns `solution()` (or the value of the last
-        line or last assignment). Values JSON cannot carry come back as `str(value)`; tuples as lists."""
+        line or last assignment) as a Python value (module doc)."""
         try:
-            return self._call_parent("execute_code", {"code": str(code), "timeout": float(timeout)})
+            return self._run_code(str(code), float(timeout))
         except Exception as error:
             raise Exception(f"Error when executing code: {error}") from None
+
+    def _run_code(self, code: str, timeout: float) -> object:
+        """The decoded value: `call_parent` turns the channel's tagged encoding back into Python."""
+        return self._call_parent("execute_code", {"code": code, "timeout": timeout})
 
     def extract_answer_str(self, answer_str):
         """The last \\boxed{...}, else the last number, else the last sentence."""
@@ -95,7 +118,7 @@ class Agent:
         """Runs the sample's public tests: "no error", a list of failures, or {"exec_fail_case": msg}."""
         program = _public_test_program(str(solution), str(entry_point), self._public_tests)
         try:
-            outcomes = self._call_parent("execute_code", {"code": program, "timeout": 10.0})
+            outcomes = self._run_code(program, 10.0)
         except Exception as error:
             return {"exec_fail_case": str(error)}
         if isinstance(outcomes, dict) and "exec_fail_case" in outcomes:
@@ -125,6 +148,58 @@ class Agent:
             count += 1
         result = self.exec_test(solution, entry_point)
         return {"result": result == "no error", "solution": solution, "feedback": result, "count": count}
+
+
+def _response_format(response_format) -> str:
+    """The request format ("text" or "json_object") for the release's response_format values."""
+    name = response_format.get("type") if isinstance(response_format, dict) else response_format
+    if not isinstance(name, str) or name not in RESPONSE_FORMATS:
+        raise ValueError(f"response_format must be one of {sorted(RESPONSE_FORMATS)}, got {response_format!r}")
+    return RESPONSE_FORMATS[name]
+
+
+def _parse_json(text):
+    """A JSON reply as the release parses it: the decoded value, else {"JSONDecodeError": text}."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return {"JSONDecodeError": text}
+
+
+def _str_contents(messages) -> list[dict]:
+    """call_llm's messages with each content as str(content), as the release sends them."""
+    if not isinstance(messages, list):
+        raise ValueError("messages must be a list")
+    copied = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise ValueError(f"message at index {index} must be a dictionary")
+        if "content" not in message:
+            raise ValueError(f"message at index {index} has no 'content'")
+        if not isinstance(message.get("role"), str):
+            raise ValueError(f"'role' at index {index} must be a string")
+        copied.append({**message, "content": str(message["content"])})
+    return copied
+
+
+def _check_messages(messages) -> None:
+    """The release's checks of call_json_format_llm's messages, with its ValueError messages."""
+    if not isinstance(messages, list):
+        raise ValueError("messages must be a list")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise ValueError(f"message at index {index} must be a dictionary")
+        keys = set(message)
+        if keys != {"role", "content"}:
+            problem = f"message at index {index} must contain exactly two keys: 'role' and 'content'."
+            if keys - {"role", "content"}:
+                problem += f" Found extra keys: {keys - {'role', 'content'}}."
+            if {"role", "content"} - keys:
+                problem += f" Missing required keys: {({'role', 'content'} - keys)}."
+            raise ValueError(problem)
+        for field in ("role", "content"):
+            if not isinstance(message[field], str):
+                raise ValueError(f"'{field}' at index {index} must be a string")
 
 
 def _public_test_program(solution: str, entry_point: str, tests: list[str]) -> str:

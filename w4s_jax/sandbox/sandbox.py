@@ -252,7 +252,8 @@ class Sandbox:
             return  # the worker is gone; its sample already ended
 
     async def run_code(self, code: str, timeout_s: float) -> object:
-        """execute_code: `solution()`'s value from a fresh worker; raises CodeExecutionError."""
+        """execute_code: `solution()`'s value from a fresh worker, in the tagged JSON of values.py (passed
+        on to the workflow's worker, which decodes it; never decoded here); raises CodeExecutionError."""
         limit = min(max(timeout_s, 0.1), self.settings.execute_code_timeout_s)
         async with self._code_slots:
             answer, _stdout, error, _wall = await self._run_job(

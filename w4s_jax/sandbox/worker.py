@@ -21,9 +21,10 @@ import threading
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import agent_proxy  # a sibling module, found through the line above under -I
+import agent_proxy  # sibling modules, found through the line above under -I
 import framing
 import limits
+import values
 
 del sys.path[0]
 
@@ -133,12 +134,9 @@ def _error_class(name: str) -> type[Exception]:
     return type(name if name.isidentifier() else "SandboxError", (Exception,), {})
 
 
-def json_safe(value, *, strict: bool, depth: int = 0):
-    """Plain JSON types only (exact types, so no subclass code runs); tuples become lists.
-
-    strict: anything else raises TypeError (workflow answers); lenient: it becomes str(value)
-    (execute_code results, which the reference returns as Python objects).
-    """
+def json_safe(value, depth: int = 0):
+    """A workflow's answer as plain JSON types only (exact types, so no subclass code runs); tuples
+    become lists; anything else raises TypeError, reported on the solver's line."""
     if depth > 100:
         raise TypeError("answer nests deeper than 100 levels")
     kind = type(value)
@@ -147,23 +145,17 @@ def json_safe(value, *, strict: bool, depth: int = 0):
     if kind is float:
         if math.isfinite(value):
             return value
-        if strict:
-            raise TypeError(f"answer holds the non-finite float {value!r}")
-        return repr(value)
+        raise TypeError(f"answer holds the non-finite float {value!r}")
     if kind in (list, tuple):
-        return [json_safe(v, strict=strict, depth=depth + 1) for v in value]
+        return [json_safe(v, depth + 1) for v in value]
     if kind is dict:
         out = {}
         for key, item in value.items():
             if type(key) is not str:
-                if strict:
-                    raise TypeError(f"answer holds a dict key of type {type(key).__name__}")
-                key = str(key)
-            out[key] = json_safe(item, strict=strict, depth=depth + 1)
+                raise TypeError(f"answer holds a dict key of type {type(key).__name__}")
+            out[key] = json_safe(item, depth + 1)
         return out
-    if strict:
-        raise TypeError(f"answer holds a value of type {kind.__name__}, which is not JSON")
-    return str(value)
+    raise TypeError(f"answer holds a value of type {kind.__name__}, which is not JSON")
 
 
 def _error_info(error: BaseException, filename: str) -> dict:
@@ -188,10 +180,20 @@ def _compile(source: str, filename: str):
     return compile(source, filename, "exec")
 
 
+def call_parent(channel: Channel):
+    """The agent's way to the parent: execute_code values arrive tagged (values.py) and are decoded here."""
+
+    def call(method: str, kwargs: dict):
+        value = channel.call(method, kwargs)
+        return values.decode(value) if method == "execute_code" else value
+
+    return call
+
+
 def run_workflow(job: dict, channel: Channel) -> dict:
     """exec the workflow, call solver(agent, task), return its strictly JSON-safe answer."""
     context = job.get("context") or {}
-    agent = agent_proxy.Agent(channel.call, context.get("public_tests", []), context.get("entry_point", ""))
+    agent = agent_proxy.Agent(call_parent(channel), context.get("public_tests", []), context.get("entry_point", ""))
     namespace = {"__name__": "workflow", "__builtins__": builtins}
     exec(_compile(job["source"], WORKFLOW_FILE), namespace)
     solver = namespace.get("solver")
@@ -201,7 +203,7 @@ def run_workflow(job: dict, channel: Channel) -> dict:
     try:
         if type(result) is not dict or "answer" not in result:
             raise TypeError(f"solver must return a dict with key 'answer', got {type(result).__name__}")
-        return json_safe(result["answer"], strict=True)
+        return json_safe(result["answer"])
     except TypeError as error:
         raise AnswerError(str(error), getattr(getattr(solver, "__code__", None), "co_firstlineno", None)) from None
 
@@ -215,20 +217,21 @@ class AnswerError(TypeError):
 
 
 def run_code(job: dict) -> object:
-    """execute_code semantics: solution() if defined, else the last expression or assignment."""
+    """execute_code semantics: solution() if defined, else the last expression or assignment; the
+    value in the tagged encoding of values.py, which the workflow's agent decodes."""
     source = job["source"]
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     exec(_compile(source, "<code>"), namespace)
     if callable(namespace.get("solution")):
-        return json_safe(namespace["solution"](), strict=False)
+        return values.encode(namespace["solution"]())
     body = ast.parse(source).body
     if not body:
         return None
     last = body[-1]
     if isinstance(last, ast.Expr):
-        return json_safe(eval(compile(ast.Expression(last.value), "<code>", "eval"), namespace), strict=False)
+        return values.encode(eval(compile(ast.Expression(last.value), "<code>", "eval"), namespace))
     if isinstance(last, ast.Assign) and isinstance(last.targets[-1], ast.Name):
-        return json_safe(namespace.get(last.targets[-1].id), strict=False)
+        return values.encode(namespace.get(last.targets[-1].id))
     return None
 
 

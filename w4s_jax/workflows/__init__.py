@@ -13,6 +13,13 @@ BUILTIN_WORKFLOWS: dict[str, str] = {
     "self_refine": "Self-Refine: answer, critique and revise (up to 2 rounds).",
     "code_generation": "Program-aided: the executor writes solution(), execute_code runs it.",
     "code_writer": "Code tasks: write the function, test on the public tests, repair.",
+    "official_cot": "The W4S release's GSM-Hard seed: chain of thought at temperature 0.8 as a math expert.",
+    "official_cot_sc": "The W4S release's GSM-Hard seed: 5 math-expert answers at 0.8, majority vote.",
+    "official_code_generation": "The W4S release's GSM-Hard seed: generated solution() run by execute_code.",
+}
+# Named sets of built-in workflows, usable as one name in `w4s.seed_workflows`.
+SEED_SETS: dict[str, tuple[str, ...]] = {
+    "official": ("official_cot", "official_cot_sc", "official_code_generation"),  # the W4S release's trio
 }
 
 
