@@ -56,7 +56,7 @@ def test_readme_first_command_runs_in_a_fresh_clone(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
     imported = subprocess.run([str(venv / "bin" / "python"), "-c", "import w4s_jax; print(w4s_jax.__file__)"],
-                              env=env, capture_output=True, text=True, check=True, timeout=120)
+                              cwd=user, env=env, capture_output=True, text=True, check=True, timeout=120)
     assert imported.stdout.strip().startswith(str(clone))  # the clone's code ran, not the checkout's
 
     out = clone / "runs" / "demo"

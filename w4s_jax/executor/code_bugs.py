@@ -2,9 +2,11 @@
 
 The stand-in executor answers a code problem with its reference solution or with one of these. Each
 kind of bug is one small edit a model really makes: an off-by-one constant, a flipped comparison, a
-swapped arithmetic or boolean operator, a dropped edge-case guard. Edits are made on tokens (or whole
-lines, for a guard), so the code keeps its formatting and comments and a broken version looks like a
-real reply; every version still parses. Which site each kind edits is chosen by a seed, so a problem
+swapped arithmetic or boolean operator, a lost or added negation (`in` / `not in`, `is` / `is not`),
+a near-miss call (`min` for `max`, `lower` for `upper`, ...), a dropped edge-case guard. Edits are made
+on tokens (or whole lines, for a guard), so the code keeps its formatting and comments and a broken
+version looks like a real reply; every version still parses. About nine in ten of them fail
+HumanEval's hidden tests; the rest are harmless slips, as a real model's sometimes are. Which site each kind edits is chosen by a seed, so a problem
 always gets the same few bugs (voting then sees several different wrong programs against one right one).
 """
 

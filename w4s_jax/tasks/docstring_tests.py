@@ -20,6 +20,8 @@ _TRAILING_PROSE = re.compile(r"\s+(?:#|because|since|as|\()")
 _WRAPPERS = frozenset({"round", "sorted", "len", "abs", "set", "list", "tuple", "sum", "min", "max", "float", "int",
                        "str"})
 _TRUTH = {"true": "True", "false": "False"}
+_LITERAL_CALL_NODES = (ast.Call, ast.Name, ast.Load, ast.keyword, ast.Constant, ast.List, ast.Tuple, ast.Set,
+                       ast.Dict, ast.UnaryOp, ast.BinOp, ast.operator, ast.unaryop)
 
 
 def public_tests_from_docstring(prompt: str, entry_point: str) -> list[str]:
@@ -115,20 +117,21 @@ def _keyword_call(assignments: str, entry_point: str, parameters: set[str]) -> s
 def _call(node: ast.expr, entry_point: str, parameters: set[str]) -> str | None:
     """The expression's source if it calls the entry point with literals (keywords must be parameters),
     possibly inside harmless built-ins; None otherwise."""
-    calls = [n for n in ast.walk(node) if isinstance(n, ast.Call)]
-    if not any(isinstance(c.func, ast.Name) and c.func.id == entry_point for c in calls):
-        return None
+    names = _WRAPPERS | {entry_point}
+    calls_entry = False
     for child in ast.walk(node):
-        if isinstance(child, ast.Call):
-            if not isinstance(child.func, ast.Name) or child.func.id not in _WRAPPERS | {entry_point}:
-                return None
-            if child.func.id == entry_point and any(k.arg not in parameters for k in child.keywords):
-                return None
-        elif (isinstance(child, ast.Name) and child.id not in _WRAPPERS | {entry_point}) or not isinstance(child, ast.Constant | ast.List | ast.Tuple | ast.Set | ast.Dict | ast.UnaryOp
-                            | ast.BinOp | ast.Load | ast.Name | ast.Call | ast.keyword | ast.operator
-                            | ast.unaryop):
+        if not isinstance(child, _LITERAL_CALL_NODES):
             return None
-    return ast.unparse(node)
+        if isinstance(child, ast.Name) and child.id not in names:
+            return None
+        if isinstance(child, ast.Call):
+            if not isinstance(child.func, ast.Name):
+                return None
+            if child.func.id == entry_point:
+                calls_entry = True
+                if any(keyword.arg not in parameters for keyword in child.keywords):
+                    return None
+    return ast.unparse(node) if calls_entry else None
 
 
 def _literal(text: str) -> str | None:
@@ -155,5 +158,5 @@ def _assertion(call: str, result: str, entry_point: str) -> str:
             node.func.id = "candidate"
     candidate_call = ast.unparse(tree)
     if isinstance(ast.literal_eval(result), float):
-        return f"assert abs({candidate_call} - {result}) < 1e-6"
+        return f"assert abs({candidate_call} - ({result})) < 1e-6"
     return f"assert {candidate_call} == {result}"
