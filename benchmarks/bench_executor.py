@@ -1,4 +1,4 @@
-"""Executor-call throughput against the TestEndpoint with a fixed latency, as a fraction of ideal.
+"""Executor-call throughput against the StandInEndpoint with a fixed latency, as a fraction of ideal.
 
 Ideal throughput = concurrency / latency: every slot always busy waiting on the endpoint. Measured:
 the async ExecutorClient (cache, budget and accounting on, as in a run) at concurrency 64 and 256
@@ -33,7 +33,7 @@ import psutil
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from w4s_jax.executor import ExecutorClient
-from w4s_jax.executor.test_endpoint import spawn
+from w4s_jax.executor.stand_in_endpoint import spawn
 
 LATENCY_MS = 100.0
 

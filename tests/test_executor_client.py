@@ -1,4 +1,4 @@
-"""ExecutorClient against the TestEndpoint over real HTTP on loopback: semantics, cache, budget, n."""
+"""ExecutorClient against the StandInEndpoint over real HTTP on loopback: semantics, cache, budget, n."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from w4s_jax import configlib
 from w4s_jax.executor import BudgetExceeded, ExecutorClient, ExecutorError
 from w4s_jax.executor.repliers import ReplyRequest
-from w4s_jax.executor.test_endpoint import TestEndpoint, count_tokens
+from w4s_jax.executor.stand_in_endpoint import StandInEndpoint, count_tokens
 
 
 class RecordingReplier:
@@ -40,7 +40,7 @@ def test_call_json_format_llm_follows_the_paper_interface(tmp_path):
     replier = RecordingReplier('{"answer": "5", "extra": 1}')
 
     async def main():
-        async with TestEndpoint(replier) as endpoint:
+        async with StandInEndpoint(replier) as endpoint:
             client = make_client(endpoint.url, tmp_path)
             replies = await client.call_json_format_llm(
                 messages=USER, agent_role="math expert", return_dict_keys=["thinking", "answer"],
@@ -63,7 +63,7 @@ def test_call_json_format_llm_follows_the_paper_interface(tmp_path):
 
 def test_invalid_json_is_a_counted_format_error(tmp_path):
     async def main():
-        async with TestEndpoint(RecordingReplier("not json at all")) as endpoint:
+        async with StandInEndpoint(RecordingReplier("not json at all")) as endpoint:
             client = make_client(endpoint.url, tmp_path)
             replies = await client.call_json_format_llm(messages=USER, return_dict_keys=["answer"],
                                                         num_of_response=3)
@@ -79,7 +79,7 @@ def test_call_llm_system_prompt_and_model_argument(tmp_path):
     replier = RecordingReplier("five")
 
     async def main():
-        async with TestEndpoint(replier) as endpoint:
+        async with StandInEndpoint(replier) as endpoint:
             client = make_client(endpoint.url, tmp_path, model="configured-model")
             first = await client.call_llm(messages=USER, agent_role="solver", instructions="Think.", model="gpt-4o")
             own_system = [{"role": "system", "content": "Custom."}, *USER]
@@ -144,7 +144,7 @@ def test_cache_survives_restart_and_repeats_stay_distinct(tmp_path):
         return texts, usage
 
     async def main():
-        async with TestEndpoint(replier) as endpoint:
+        async with StandInEndpoint(replier) as endpoint:
             first, usage_first = await run_workflow(endpoint.url)
             requests_after_first = endpoint.total_requests
             second, usage_second = await run_workflow(endpoint.url)
@@ -164,7 +164,7 @@ def test_cache_survives_restart_and_repeats_stay_distinct(tmp_path):
 
 
 def test_client_serves_again_after_aclose_in_a_new_event_loop(tmp_path):
-    with TestEndpoint(RecordingReplier()).in_thread() as endpoint:
+    with StandInEndpoint(RecordingReplier()).in_thread() as endpoint:
         client = make_client(endpoint.url, tmp_path)
 
         async def once() -> list[str]:
@@ -178,7 +178,7 @@ def test_client_serves_again_after_aclose_in_a_new_event_loop(tmp_path):
 
 def test_n_samples_are_cached_per_index(tmp_path):
     async def main():
-        async with TestEndpoint(RecordingReplier()) as endpoint:
+        async with StandInEndpoint(RecordingReplier()) as endpoint:
             client = make_client(endpoint.url, tmp_path)
             four = await client.call_llm(messages=USER, num_of_response=4, scope="s")
             await client.aclose()
@@ -197,7 +197,7 @@ def test_n_samples_are_cached_per_index(tmp_path):
 
 def test_endpoint_without_n_support_is_detected(tmp_path):
     async def main():
-        async with TestEndpoint(RecordingReplier(), supports_n=False) as endpoint:
+        async with StandInEndpoint(RecordingReplier(), supports_n=False) as endpoint:
             client = make_client(endpoint.url, tmp_path)
             texts = await client.call_llm(messages=USER, num_of_response=4)
             native_after = client.native_n
@@ -216,7 +216,7 @@ def test_budget_is_never_exceeded_by_racing_calls(tmp_path):
     max_tokens = 40
 
     async def main():
-        async with TestEndpoint(RecordingReplier("short reply"), latency_ms=20) as endpoint:
+        async with StandInEndpoint(RecordingReplier("short reply"), latency_ms=20) as endpoint:
             client = make_client(endpoint.url, tmp_path, prices=price, budget_usd=1.0, max_tokens=max_tokens)
             calls = [client.call_llm(messages=[{"role": "user", "content": f"question {i}"}]) for i in range(60)]
             results = await asyncio.gather(*calls, return_exceptions=True)
@@ -247,7 +247,7 @@ def test_meta_agent_client_shares_the_ledger(tmp_path):
     prices = {"exec": {"input": 1.0, "output": 1.0}, "meta": {"input": 10.0, "output": 10.0}}
 
     async def main():
-        async with TestEndpoint(RecordingReplier("ok")) as endpoint:
+        async with StandInEndpoint(RecordingReplier("ok")) as endpoint:
             executor = make_client(endpoint.url, tmp_path, model="exec", prices=prices)
             meta = make_client(endpoint.url, tmp_path, model="meta", role="meta-agent", ledger=executor.ledger,
                                cache_path=tmp_path / "meta.sqlite")
@@ -268,7 +268,7 @@ def test_from_config_and_usage_is_json_safe(tmp_path):
     config = configlib.executor_section()
 
     async def main():
-        async with TestEndpoint(RecordingReplier("ok")) as endpoint:
+        async with StandInEndpoint(RecordingReplier("ok")) as endpoint:
             config.base_url = endpoint.url
             config.model = "gpt-4o-mini"
             client = ExecutorClient.from_config(config, tmp_path)
@@ -340,7 +340,7 @@ def test_paid_calls_survive_a_killed_process(tmp_path):
 
     env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[1])}
     cache_path = tmp_path / "cache.sqlite"
-    with TestEndpoint(RecordingReplier(), latency_ms=30).in_thread() as endpoint:
+    with StandInEndpoint(RecordingReplier(), latency_ms=30).in_thread() as endpoint:
         child = subprocess.Popen([sys.executable, "-c", CRASHING_RUN, endpoint.url, str(cache_path)],
                                  stdout=subprocess.PIPE, text=True, env=env)
         first_run = [child.stdout.readline().split(" ", 2) for _ in range(5)]

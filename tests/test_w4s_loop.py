@@ -2,7 +2,7 @@
 text, archive, journal, trajectories, report, no test leakage, and SIGKILL resume.
 
 Real parts: the sandbox runs every workflow in its workers, the executor client talks HTTP to the
-project's TestEndpoint (a TableReplier: answers looked up by question, so each scripted workflow has a
+project's StandInEndpoint (a TableReplier: answers looked up by question, so each scripted workflow has a
 known score), the meta-agent is an OpenAI-compatible HTTP server on loopback. The meta-agent's
 *replies* are scripted (ScriptedMetaAgent, a test double for an LLM): each (episode, turn, candidate,
 repair) gets a fixed reply, recognised by the sampling seed the loop sends.
@@ -27,7 +27,7 @@ from aiohttp import web
 
 from w4s_jax import configlib
 from w4s_jax.executor.repliers import TableReplier
-from w4s_jax.executor.test_endpoint import TestEndpoint, spawn
+from w4s_jax.executor.stand_in_endpoint import StandInEndpoint, spawn
 from w4s_jax.rlao.trajectories import read_trajectories
 from w4s_jax.tasks import get_task
 from w4s_jax.w4s import prompts
@@ -177,7 +177,7 @@ def expected_half_score(val) -> float:
 @pytest.fixture(scope="module")
 def scripted_run(tmp_path_factory, shared_data_dir, data):
     val, test = data
-    with ScriptedMetaAgent() as meta, TestEndpoint(TableReplier(answer_table(val, test))).in_thread() as executor:
+    with ScriptedMetaAgent() as meta, StandInEndpoint(TableReplier(answer_table(val, test))).in_thread() as executor:
         config = run_config(shared_data_dir, meta.url, executor.url)
         output_dir = tmp_path_factory.mktemp("w4s") / "scripted"
         result = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent), output_dir)
@@ -297,7 +297,7 @@ def test_training_data_leaves_out_invalid_and_check_failed_candidates(tmp_path, 
     }
     seeds = {derive_seed(ROLLOUT, *key): key for key in script}
     with (ScriptedMetaAgent(lambda body: script.get(seeds.get(body["seed"]))) as meta,
-          TestEndpoint(TableReplier(answer_table(val, test))).in_thread() as executor):
+          StandInEndpoint(TableReplier(answer_table(val, test))).in_thread() as executor):
         config = run_config(shared_data_dir, meta.url, executor.url)
         config.w4s.candidates_per_turn = 3
         config.w4s.max_iterations = 1
@@ -399,7 +399,7 @@ def test_collect_runs_tasks_times_seeds_with_batched_generation(tmp_path, shared
     def alternate(body: dict) -> str:  # MID for even seeds, an invalid reply for odd ones
         return reply_with("A middle prompt.", MID) if body["seed"] % 2 == 0 else "No code today."
 
-    with ScriptedMetaAgent(alternate) as meta, TestEndpoint(TableReplier({})).in_thread() as executor:
+    with ScriptedMetaAgent(alternate) as meta, StandInEndpoint(TableReplier({})).in_thread() as executor:
         config = configlib.load_config_file(REPO / "configs" / "collect.py")
         config.task.data_dir = str(shared_data_dir)
         config.task.val_limit = 2
@@ -433,7 +433,7 @@ def test_collect_runs_tasks_times_seeds_with_batched_generation(tmp_path, shared
 
 def test_budget_exhaustion_stops_the_run_without_journaling_false_scores(tmp_path, shared_data_dir, data):
     val, test = data
-    with ScriptedMetaAgent() as meta, TestEndpoint(TableReplier(answer_table(val, test))).in_thread() as executor:
+    with ScriptedMetaAgent() as meta, StandInEndpoint(TableReplier(answer_table(val, test))).in_thread() as executor:
         config = run_config(shared_data_dir, meta.url, executor.url)
         config.executor.model = "gpt-4o-mini"  # priced, so the budget binds
         config.sandbox.workers = 1  # one call at a time: each reserves its worst case ($0.00258) first
@@ -453,7 +453,7 @@ def test_an_api_meta_agent_spends_from_the_run_budget(tmp_path, shared_data_dir,
     """Priced in executor.prices, the meta-agent's calls are reserved, settled and reported under
     role "meta-agent" in the run's one ledger; a call that would pass the budget is never sent."""
     val, test = data
-    with ScriptedMetaAgent() as meta, TestEndpoint(TableReplier(answer_table(val, test))).in_thread() as executor:
+    with ScriptedMetaAgent() as meta, StandInEndpoint(TableReplier(answer_table(val, test))).in_thread() as executor:
         config = run_config(shared_data_dir, meta.url, executor.url)
         config.meta_agent.model = "meta-priced"
         config.executor.prices = {"meta-priced": {"input": 1.0, "output": 2.0}}  # the executor stays unpriced

@@ -70,7 +70,7 @@ def test_two_hosts_generate_in_lockstep_on_one_global_batch(smollm2_gguf_path):
 
 def test_a_w4s_run_on_two_hosts_shares_rollouts_and_agrees_on_the_result(tmp_path, smollm2_gguf_path,
                                                                           shared_data_dir):
-    from w4s_jax.executor.test_endpoint import spawn
+    from w4s_jax.executor.stand_in_endpoint import spawn
     from w4s_jax.tasks import get_task
 
     task = get_task("gsm8k")

@@ -13,7 +13,7 @@ import pytest
 
 from w4s_jax import configlib
 from w4s_jax.executor.repliers import TableReplier
-from w4s_jax.executor.test_endpoint import TestEndpoint
+from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 from w4s_jax.models import load_model
 from w4s_jax.parallel.mesh import make_mesh
 from w4s_jax.rlao.byte_tokenizer import ByteChatTokenizer
@@ -46,7 +46,7 @@ def test_replies_are_seeded_per_conversation(policy):
 
 
 def test_a_w4s_run_with_the_in_process_sampler(policy, tmp_path, shared_data_dir):
-    with TestEndpoint(TableReplier({})).in_thread() as executor:
+    with StandInEndpoint(TableReplier({})).in_thread() as executor:
         config = configlib.load_config_file(REPO / "configs" / "optimize.py")
         config.meta_agent.kind = "jax"
         config.task.name = "gsm8k"

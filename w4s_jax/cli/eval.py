@@ -46,7 +46,7 @@ def load_workflow(spec: str) -> tuple[str, str]:
 
 def load_examples(config: ml_collections.ConfigDict):
     """The task and its examples, with config errors that name the field."""
-    from w4s_jax.tasks import DataError, get_task
+    from w4s_jax.tasks import DataError, MissingData, get_task
 
     try:
         task = get_task(str(config.task), int(config.seed))
@@ -58,6 +58,8 @@ def load_examples(config: ml_collections.ConfigDict):
         raise ConfigError(f"limit: must be >= 0, got {config.limit}; 0 evaluates the whole split")
     try:
         examples = task.load(str(config.split), str(config.data_dir), int(config.limit))
+    except MissingData as error:
+        raise ConfigError(f"data_dir: {error.render('--config.data_dir')}") from None
     except (DataError, FileNotFoundError) as error:
         raise ConfigError(f"data_dir: {error}") from None
     if not examples:

@@ -1,7 +1,7 @@
 """The async executor client: the `agent.call_llm` / `agent.call_json_format_llm` calls of a workflow.
 
 One client per run. Any OpenAI-compatible endpoint works (OpenAI, vLLM, SGLang, llama.cpp's server,
-`w4s-jax serve`, the TestEndpoint), over the official `openai` SDK or a lean aiohttp transport
+`w4s-jax serve`, the StandInEndpoint), over the official `openai` SDK or a lean aiohttp transport
 (transport.py). Several base URLs for one model spread load by least-in-flight, under a cap per
 endpoint and a global cap. Every request is cached (SQLite, per sample index), budgeted (reserve the
 worst case, settle to the real cost), retried (backoff + jitter, Retry-After) and counted per model

@@ -1,12 +1,15 @@
-"""Scripted repliers for the TestEndpoint: what the *test* executor answers.
+"""Scripted repliers for the StandInEndpoint: what the stand-in executor answers.
 
 A replier is a callable `(ReplyRequest) -> str`. Two are provided:
 - `TableReplier`: question -> answer lookup (exact, or the question found inside the prompt).
 - `OracleStandIn`: an offline stand-in for a strong executor. It finds the task question in the
   prompt, looks up the gold answer, and answers correctly with a per-question probability around
-  `accuracy`, else with one of several plausible wrong answers. Wrong answers are spread over
-  several candidates, so majority voting over samples really beats a single call (as with a real
-  LLM), and asking for step-by-step reasoning adds a small bonus, so prompts can move scores.
+  `accuracy`, else with one of several plausible wrong answers. For a code problem the gold answer
+  is the reference program and a wrong one is that program with a realistic bug (code_bugs.py), so
+  a workflow that runs the public tests and asks for a repair really does better. Wrong answers are
+  spread over several candidates, so majority voting over samples really beats a single call (as
+  with a real LLM), and asking for step-by-step reasoning adds a small bonus, so prompts can move
+  scores.
   Randomness is seeded by the request, its occurrence at the server and the choice index: a fresh
   server given the same requests in the same order answers the same, while the n choices of one
   request (and repeated identical requests) differ. At temperature 0 every sample is the same.
@@ -20,6 +23,8 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
+
+from w4s_jax.executor.code_bugs import buggy_versions
 
 _KEY_LIST = re.compile(r"ONLY using the keys (\[.*?\])", re.DOTALL)
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
@@ -147,8 +152,14 @@ class OracleStandIn(TableReplier):
             p += self.reasoning_bonus
         return min(1.0, max(0.0, p))
 
-    def wrong_answer(self, gold: str, pick: int) -> str:
+    def wrong_answer(self, question: str, gold: str, pick: int) -> str:
         """One of `wrong_choices` plausible wrong answers for `gold`."""
+        if "def " in gold:
+            # Only the solution is edited: a reference program that repeats the question (a HumanEval
+            # prompt with its signature and docstring) keeps that part as given.
+            start = len(question) if gold.startswith(question) else 0
+            versions = buggy_versions(gold, self.wrong_choices, seed=gold, editable_from=start)
+            return versions[pick % len(versions)] if versions else _unfinished(gold)
         if _NUMBER.match(gold.replace(",", "")):
             value = float(gold.replace(",", ""))
             candidates = [value + 1, value - 1, value * 2, value + 10, value / 2 if value else 3, value * 10]
@@ -158,9 +169,6 @@ class OracleStandIn(TableReplier):
         if len(gold) == 1 and gold.isalpha() and gold.isupper():
             letters = [c for c in "ABCD" if c != gold]
             return letters[pick % len(letters)]
-        if "def " in gold:
-            header = gold.split("\n    ", 1)[0] if "\n    " in gold else gold
-            return header.rstrip() + "\n    return None\n"
         others = [a for a in self._answers if a != gold] or [gold + " (unsure)"]
         start = int(hashlib.sha256(gold.encode()).hexdigest(), 16) % len(others)
         return others[(start + pick) % len(others)]
@@ -175,7 +183,13 @@ class OracleStandIn(TableReplier):
         if correct:
             return format_reply(request, gold, "Working through the problem step by step.")
         pick = int(uniform(seed, "wrong:" + question) * self.wrong_choices)
-        return format_reply(request, self.wrong_answer(gold, pick), "Working through the problem quickly.")
+        return format_reply(request, self.wrong_answer(question, gold, pick), "Working through the problem quickly.")
+
+
+def _unfinished(gold: str) -> str:
+    """A program with no site for a realistic bug: its header with a body that gives up."""
+    header = gold.split("\n    ", 1)[0] if "\n    " in gold else gold
+    return header.rstrip() + "\n    return None\n"
 
 
 def load_answer_table(path: str) -> dict[str, str]:

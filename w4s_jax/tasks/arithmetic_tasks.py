@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pathlib
 
-from w4s_jax.tasks.base import Example, Task
-from w4s_jax.tasks.loaders import DataError, Row, read_json_array, read_jsonl, read_tsv, seeded_split
+from w4s_jax.data_errors import DataError
+from w4s_jax.tasks.base import Example, Task, aflow_files
+from w4s_jax.tasks.loaders import Row, read_json_array, read_jsonl, read_tsv, seeded_split
 from w4s_jax.tasks.numeric import parse_number, score_numeric
 
 NUMERIC_ANSWER = "a number (int or float); the last number of a text answer is taken"
@@ -41,6 +42,8 @@ class GSM8K(NumericTask):
     description = ("GSM8K: grade-school math word problems that take 2 to 8 steps of arithmetic. "
                    "The answer is a single number.")
     split_note = "validate (264) and test (1055) from the AFlow split files; tfds:<dir> reads the TFDS build"
+    data_layout = (aflow_files("gsm8k", "validate", "test")
+                   + ", cut from the public release https://github.com/openai/grade-school-math")
 
     tfds_name = "gsm8k"
 
@@ -59,6 +62,8 @@ class GSMHard(NumericTask):
     description = ("GSM-Hard: GSM8K problems with the numbers replaced by large or awkward values, so "
                    "mental arithmetic fails; exact computation matters. The answer is a single number.")
     split_note = "one file (1319 rows), seeded 1:4 split: validate 264, test 1055"
+    data_layout = ("gsm_hard/gsmhardv2.jsonl (fields input, code, target) from the PAL release: "
+                   "https://github.com/reasoning-machines/pal, datasets/gsmhardv2.jsonl")
 
     def rows(self, split: str, data_dir: pathlib.Path) -> list[Row]:
         return seeded_split(read_jsonl(data_dir / "gsm_hard" / "gsmhardv2.jsonl"), split, self.seed)
@@ -73,6 +78,7 @@ class SVAMP(NumericTask):
     description = ("SVAMP: short arithmetic word problems with small variations that test whether the "
                    "solver reads the question. The answer is a single number.")
     split_note = "one file (1000 rows), seeded 1:4 split: validate 200, test 800"
+    data_layout = "svamp/SVAMP.json from the SVAMP release: https://github.com/arkilpatel/SVAMP"
 
     def rows(self, split: str, data_dir: pathlib.Path) -> list[Row]:
         return seeded_split(read_json_array(data_dir / "svamp" / "SVAMP.json"), split, self.seed)
@@ -94,6 +100,8 @@ class MGSM(NumericTask):
                    "(Bengali, German, Spanish, French, Japanese, Russian, Swahili, Telugu, Thai, Chinese). "
                    "The answer is a single number.")
     split_note = "one TSV per language (250 rows), seeded 1:4 split per language: validate 50, test 200 each"
+    data_layout = ("mgsm/mgsm_XX.tsv for each language XX (question TAB answer, no header) from the MGSM release: "
+                   "https://github.com/google-research/url-nlp, folder mgsm")
 
     def __init__(self, seed: int = 0, languages: tuple[str, ...] = MGSM_LANGUAGES) -> None:
         super().__init__(seed)

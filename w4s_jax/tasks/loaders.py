@@ -17,9 +17,7 @@ from collections.abc import Callable, Sequence
 
 import grain
 
-
-class DataError(ValueError):
-    """Bad benchmark data or data location: the message names the file, line and field."""
+from w4s_jax.data_errors import DataError, MissingData
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,11 +39,14 @@ class Row:
 
 
 def require_file(path: pathlib.Path) -> pathlib.Path:
+    """The path, or MissingData saying what its folder holds instead (or that the folder is missing)."""
     if not path.is_file():
-        parent = path.parent
-        listing = sorted(p.name for p in parent.iterdir()) if parent.is_dir() else []
-        where = f"; {parent} holds {listing}" if parent.is_dir() else f"; directory {parent} does not exist"
-        raise DataError(f"{path}: benchmark file not found{where}")
+        if path.parent.is_dir():
+            raise MissingData(str(path), f"{path.parent} holds {sorted(p.name for p in path.parent.iterdir())}")
+        missing = path.parent
+        while not missing.parent.is_dir():
+            missing = missing.parent
+        raise MissingData(str(path), f"directory {missing} does not exist")
     return path
 
 
@@ -123,7 +124,7 @@ def tfds_rows(name: str, source_split: str, split: str, data_dir: str, seed: int
     """Rows of a prepared TFDS dataset: its held-out split (`source_split`, never 'train') cut 1:4
     like the single-file benchmarks.
 
-    Offline there is no TFDS data; the error then says how to prepare it.
+    Offline there is no TFDS data: MissingData then says what TFDS reported.
     """
     try:
         import tensorflow_datasets as tfds
@@ -131,9 +132,9 @@ def tfds_rows(name: str, source_split: str, split: str, data_dir: str, seed: int
         source = tfds.data_source(name, data_dir=data_dir or None, split=source_split, download=False)
         records = [source[i] for i in range(len(source))]
     except Exception as error:
-        raise DataError(f"TFDS dataset {name!r} could not be read from data_dir {data_dir!r}: "
-                        f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}. Prepare it with `tfds build {name} "
-                        "--data_dir DIR` on a machine with network, or use the JSONL layout of shared/data") from None
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        raise MissingData(f"tfds:{data_dir}", f"TFDS dataset {name!r} could not be read: "
+                          f"{type(error).__name__}: {reason}") from None
     rows = []
     for index, record in enumerate(records):
         fields = {key: _decoded(value) for key, value in record.items()}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pathlib
 
-from w4s_jax.tasks.base import Example, Task
-from w4s_jax.tasks.loaders import DataError, Row, read_jsonl
+from w4s_jax.data_errors import DataError
+from w4s_jax.tasks.base import Example, Task, aflow_files
+from w4s_jax.tasks.loaders import Row, read_jsonl
 from w4s_jax.tasks.math_equiv import last_boxed, score_math
 
 
@@ -20,6 +21,7 @@ class MATH(Task):
         'Answer: {"answer": "\\\\boxed{4}"}  (the odd divisors of 12 are 1 and 3)'
     )
     split_note = "validate (119) and test (486) from the AFlow split files"
+    data_layout = aflow_files("math", "validate", "test") + ", cut from the public release https://github.com/hendrycks/math"
 
     def rows(self, split: str, data_dir: pathlib.Path) -> list[Row]:
         return read_jsonl(data_dir / "math" / f"{split}.jsonl")

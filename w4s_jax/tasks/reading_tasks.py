@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pathlib
 
-from w4s_jax.tasks.base import Example, Task
+from w4s_jax.data_errors import DataError
+from w4s_jax.tasks.base import Example, Task, aflow_files
 from w4s_jax.tasks.f1 import hotpot_em_f1, score_drop
-from w4s_jax.tasks.loaders import DataError, Row, read_jsonl, seeded_split
+from w4s_jax.tasks.loaders import Row, read_jsonl, seeded_split
 
 
 class DROP(Task):
@@ -22,6 +23,7 @@ class DROP(Task):
     )
     split_note = ("validate (200) and test (800) from the AFlow split files; tfds:<dir> reads the TFDS build "
                   "(its dev split cut 1:4); score = F1")
+    data_layout = aflow_files("drop", "validate", "test") + ", cut from the public release https://allenai.org/data/drop"
     tfds_name = "drop"
     tfds_split = "dev"
 
@@ -69,6 +71,8 @@ class HotpotQA(Task):
     )
     split_note = ("only the AFlow validation file (200 rows) is public here: it is split 1:4 with the seed, "
                   "validate = 40 rows, test = the other 160")
+
+    data_layout = aflow_files("hotpotqa", "validate") + ", cut from the public release https://hotpotqa.github.io"
 
     def rows(self, split: str, data_dir: pathlib.Path) -> list[Row]:
         return seeded_split(read_jsonl(data_dir / "hotpotqa" / "validate.jsonl"), split, self.seed)

@@ -20,10 +20,15 @@ def check_run_config(config: Any) -> None:
     loop_settings(config)
     from w4s_jax import tasks
 
-    for name, _ in rollout_plan(config):
+    for name in dict.fromkeys(name for name, _ in rollout_plan(config)):
         if name not in tasks.known_tasks():
             raise ConfigError(f"w4s.tasks: unknown benchmark {name!r}; known: {', '.join(tasks.known_tasks())}")
-        seed_workflows(tasks.get_task(name), config.w4s.seed_workflows)
+        task = tasks.get_task(name, config.task.seed)
+        seed_workflows(task, config.w4s.seed_workflows)
+        # The data of both splits now (a DataError exits 2), not after the model is loaded or the run is paid.
+        task.load("validate", config.task.data_dir, config.task.val_limit)
+        if config.w4s.test_eval:
+            task.load("test", config.task.data_dir, config.task.test_limit)
 
 
 def print_summary(command: str, result: Any) -> None:

@@ -1,16 +1,16 @@
-"""A TEST OpenAI-compatible endpoint: real HTTP on loopback, scripted replies, latency, faults.
+"""A stand-in executor: an OpenAI-compatible endpoint with scripted replies, latency and faults.
 
-This is not a model server. It stands in for a strong executor in tests, benchmarks and the offline
-demo: `/v1/models` and `/v1/chat/completions` (n, temperature, max_tokens, response_format
-json_object, SSE streaming, usage from a character tokenizer of 4 characters per token), with
-configurable latency and injected faults (429 with Retry-After, 500, dropped connections, a
+This is not a model server. It serves real HTTP on loopback and stands in for a strong executor in
+the offline demo, the tests and the benchmarks: `/v1/models` and `/v1/chat/completions` (n,
+temperature, max_tokens, response_format json_object, SSE streaming, usage from a character
+tokenizer of 4 characters per token), with configurable latency and injected faults (429 with Retry-After, 500, dropped connections, a
 malformed JSON body, slow replies and slow streams) chosen by schedule or by a marker in the prompt.
 It keeps a request log (requests per distinct request hash) so tests can prove that nothing was
 sent twice, and `/stats` serves that log over HTTP for the subprocess mode.
 
-In-process:   `async with TestEndpoint(replier=...) as ep: ep.url`
-In a thread:  `with TestEndpoint(...).in_thread() as ep: ep.url` (for synchronous callers)
-Subprocess:   `python -m w4s_jax.executor.test_endpoint --port 0 --answers table.json --accuracy 0.6
+In-process:   `async with StandInEndpoint(replier=...) as ep: ep.url`
+In a thread:  `with StandInEndpoint(...).in_thread() as ep: ep.url` (for synchronous callers)
+Subprocess:   `python -m w4s_jax.executor.stand_in_endpoint --port 0 --answers table.json --accuracy 0.6
               --latency-ms 0` prints its URL on the first line of stdout and serves until killed.
 """
 
@@ -41,7 +41,7 @@ FAULT_KINDS = ("429", "500", "drop", "malformed", "slow")
 
 
 def count_tokens(text: str) -> int:
-    """The test endpoint's tokenizer: one token per 4 characters (at least 1 for non-empty text)."""
+    """The stand-in's tokenizer: one token per 4 characters (at least 1 for non-empty text)."""
     return math.ceil(len(text) / 4)
 
 
@@ -91,12 +91,10 @@ def request_hash(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-class TestEndpoint:
-    """The test server (see module doc). `replier(ReplyRequest) -> str` produces each choice."""
+class StandInEndpoint:
+    """The stand-in server (see module doc). `replier(ReplyRequest) -> str` produces each choice."""
 
-    __test__ = False  # not a pytest test class
-
-    def __init__(self, replier: Replier | None = None, *, model: str = "test-executor", latency_ms: float = 0.0,
+    def __init__(self, replier: Replier | None = None, *, model: str = "stand-in-executor", latency_ms: float = 0.0,
                  faults: list[Fault] | None = None, supports_n: bool = True, host: str = "127.0.0.1",
                  port: int = 0, stream_chunk_delay_ms: float = 0.0) -> None:
         self.replier = replier or TableReplier({})
@@ -138,7 +136,7 @@ class TestEndpoint:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> TestEndpoint:
+    async def __aenter__(self) -> StandInEndpoint:
         await self.start()
         return self
 
@@ -146,7 +144,7 @@ class TestEndpoint:
         await self.stop()
 
     @contextlib.contextmanager
-    def in_thread(self) -> Iterator[TestEndpoint]:
+    def in_thread(self) -> Iterator[StandInEndpoint]:
         """Serves from a background thread with its own event loop (for synchronous callers)."""
         started = threading.Event()
         failure: list[BaseException] = []
@@ -166,10 +164,10 @@ class TestEndpoint:
             loop.run_until_complete(self.stop())
             loop.close()
 
-        thread = threading.Thread(target=serve, name="test-endpoint", daemon=True)
+        thread = threading.Thread(target=serve, name="stand-in-endpoint", daemon=True)
         thread.start()
         if not started.wait(30) or failure:
-            raise RuntimeError(f"test endpoint thread did not start: {failure[0] if failure else 'timeout'}")
+            raise RuntimeError(f"stand-in endpoint thread did not start: {failure[0] if failure else 'timeout'}")
         try:
             yield self
         finally:
@@ -191,7 +189,7 @@ class TestEndpoint:
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
-            {"id": self.model, "object": "model", "created": 0, "owned_by": "w4s-jax-test-endpoint"}]})
+            {"id": self.model, "object": "model", "created": 0, "owned_by": "w4s-jax-stand-in"}]})
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
@@ -296,40 +294,40 @@ def _pieces(text: str) -> list[str]:
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": "test_endpoint_error", "code": status}},
+    return web.json_response({"error": {"message": message, "type": "stand_in_endpoint_error", "code": status}},
                              status=status, headers=headers)
 
 
 def spawn(args: list[str], *, timeout_s: float = 30.0) -> tuple[subprocess.Popen, str]:
-    """Starts the test endpoint in a subprocess; returns (process, base URL). Kill it when done."""
+    """Starts the stand-in endpoint in a subprocess; returns (process, base URL). Kill it when done."""
     package_root = str(pathlib.Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
-    process = subprocess.Popen([sys.executable, "-m", "w4s_jax.executor.test_endpoint", "--port", "0", *args],
+    process = subprocess.Popen([sys.executable, "-m", "w4s_jax.executor.stand_in_endpoint", "--port", "0", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     ready, _, _ = select.select([process.stdout], [], [], timeout_s)
     line = process.stdout.readline().strip() if ready else ""
     if not line.startswith("http://"):
         process.kill()
         _, err = process.communicate(timeout=10)
-        raise RuntimeError(f"test endpoint subprocess did not start: {line!r}\n{err[-2000:]}")
+        raise RuntimeError(f"stand-in endpoint subprocess did not start: {line!r}\n{err[-2000:]}")
     return process, line
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="A TEST OpenAI-compatible endpoint with scripted replies.")
+    parser = argparse.ArgumentParser(description="A stand-in executor: an OpenAI-compatible endpoint with scripted replies.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = any free port (the URL is printed)")
     parser.add_argument("--answers", default="", help="JSON object question -> answer, or .jsonl rows")
     parser.add_argument("--accuracy", type=float, default=-1.0,
                         help="answer like the oracle stand-in with this accuracy; < 0 = always the table answer")
     parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--model", default="test-executor")
+    parser.add_argument("--model", default="stand-in-executor")
     parser.add_argument("--no-n", action="store_true", help="ignore n (reply with one choice), like some servers")
     parser.add_argument("--fault", action="append", default=[], help="e.g. 429:first=2:retry_after=1 (repeatable)")
     args = parser.parse_args(argv)
     table = load_answer_table(args.answers) if args.answers else {}
     replier = OracleStandIn(table, accuracy=args.accuracy) if args.accuracy >= 0 else TableReplier(table)
-    endpoint = TestEndpoint(replier, model=args.model, latency_ms=args.latency_ms, host=args.host, port=args.port,
+    endpoint = StandInEndpoint(replier, model=args.model, latency_ms=args.latency_ms, host=args.host, port=args.port,
                             faults=[Fault.parse(spec) for spec in args.fault], supports_n=not args.no_n)
 
     async def serve() -> None:
