@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 from w4s_jax.rlao.byte_tokenizer import ByteChatTokenizer
 from w4s_jax.rlao.examples import Example, WeightConfig, build_examples, example_weights
 from w4s_jax.rlao.pipeline import PipelineConfig, build_dataset, example_features

@@ -21,8 +21,7 @@ CONFIG_OVERRIDES = {
 
 
 def _config(tmp_path):
-    from w4s_jax.cli.app import CONFIGS_DIR
-    from w4s_jax.configlib import load_config_file
+    from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 
     config = load_config_file(CONFIGS_DIR / "rlao.py")
     for dotted, value in CONFIG_OVERRIDES.items():

@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from w4s_jax import configlib
+from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 from w4s_jax.executor.repliers import OracleStandIn
 from w4s_jax.executor.test_endpoint import TestEndpoint
 from w4s_jax.rlao.trajectories import read_trajectories
@@ -102,7 +102,7 @@ def test_smollm2_meta_agent_over_http(served_smollm2, tmp_path, shared_data_dir)
     test = task.load("test", shared_data_dir, 1)
     table = {e.question: e.answer for e in [*val, *test]}
     with TestEndpoint(OracleStandIn(table, accuracy=0.7)).in_thread() as executor:
-        config = configlib.load_config_file(REPO / "configs" / "optimize.py")
+        config = load_config_file(CONFIGS_DIR / "optimize.py")
         config.task.name = "gsm8k"
         config.task.data_dir = str(shared_data_dir)
         config.task.val_limit = 2

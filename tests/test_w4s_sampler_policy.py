@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 
-from w4s_jax import configlib
+from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 from w4s_jax.executor.repliers import TableReplier
 from w4s_jax.executor.test_endpoint import TestEndpoint
 from w4s_jax.models import load_model
@@ -47,7 +47,7 @@ def test_replies_are_seeded_per_conversation(policy):
 
 def test_a_w4s_run_with_the_in_process_sampler(policy, tmp_path, shared_data_dir):
     with TestEndpoint(TableReplier({})).in_thread() as executor:
-        config = configlib.load_config_file(REPO / "configs" / "optimize.py")
+        config = load_config_file(CONFIGS_DIR / "optimize.py")
         config.meta_agent.kind = "jax"
         config.task.name = "gsm8k"
         config.task.data_dir = str(shared_data_dir)

@@ -7,9 +7,12 @@ import asyncio
 import json
 import re
 
+import ml_collections
 import pytest
 
-from w4s_jax import configlib
+from w4s_jax.config.errors import ConfigError
+from w4s_jax.config.fields import FIELD_DOCS, iter_leaves
+from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 from w4s_jax.w4s.actions import parse_action
 from w4s_jax.w4s.actor import GenerationBatcher, host_share
 from w4s_jax.w4s.feedback import describe_change, feedback_text
@@ -158,10 +161,8 @@ def test_host_share_splits_rollouts_round_robin():
         host_share(rollouts, 2, 2)
 
 
-def optimize_config() -> configlib.ml_collections.ConfigDict:
-    from w4s_jax.cli.app import CONFIGS_DIR
-
-    return configlib.load_config_file(CONFIGS_DIR / "optimize.py")
+def optimize_config() -> ml_collections.ConfigDict:
+    return load_config_file(CONFIGS_DIR / "optimize.py")
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
@@ -178,7 +179,7 @@ def test_bad_w4s_config_names_the_field(field, value, message):
     config = optimize_config()
     section, name = field.split(".")
     config[section][name] = value
-    with pytest.raises(configlib.ConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         check_meta_agent(config)
         loop_settings(config)
         rollout_plan(config)
@@ -187,7 +188,7 @@ def test_bad_w4s_config_names_the_field(field, value, message):
 def test_jax_meta_agent_needs_weights():
     config = optimize_config()
     config.meta_agent.kind = "jax"
-    with pytest.raises(configlib.ConfigError, match=re.escape("model.path: meta_agent.kind='jax' needs weights")):
+    with pytest.raises(ConfigError, match=re.escape("model.path: meta_agent.kind='jax' needs weights")):
         check_meta_agent(config)
 
 
@@ -202,11 +203,9 @@ def test_rollout_plan_is_tasks_times_seeds():
 
 
 def test_every_field_of_the_w4s_configs_is_documented():
-    from w4s_jax.cli.app import CONFIGS_DIR
-
     for name in ("optimize.py", "collect.py"):
-        config = configlib.load_config_file(CONFIGS_DIR / name)
-        undocumented = [path for path, _ in configlib.iter_leaves(config) if path not in configlib.FIELD_DOCS]
+        config = load_config_file(CONFIGS_DIR / name)
+        undocumented = [path for path, _ in iter_leaves(config) if path not in FIELD_DOCS]
         assert undocumented == [], name
 
 
@@ -218,7 +217,7 @@ def test_a_resumed_run_must_keep_the_deciding_fields(tmp_path):
     config.w4s.max_iterations = 12  # extending a run is fine
     check_resume_fingerprint(Journal(tmp_path / "journal.jsonl"), config)
     config.w4s.candidates_per_turn = 7
-    with pytest.raises(configlib.ConfigError, match=re.escape("w4s.candidates_per_turn: 7 differs from 5 in the journal")):
+    with pytest.raises(ConfigError, match=re.escape("w4s.candidates_per_turn: 7 differs from 5 in the journal")):
         check_resume_fingerprint(Journal(tmp_path / "journal.jsonl"), config)
 
 
@@ -228,11 +227,11 @@ def test_optimize_refuses_several_tasks_before_doing_anything(tmp_path):
     config = optimize_config()
     config.w4s.tasks = "gsm8k,math"
     config.output_dir = str(tmp_path / "never")
-    with pytest.raises(configlib.ConfigError, match=re.escape("w4s.tasks: optimize works on one task")):
+    with pytest.raises(ConfigError, match=re.escape("w4s.tasks: optimize works on one task")):
         optimize.main(config)
     config.w4s.tasks = ""
     config.w4s.seed_workflows = "cot,tree_of_thought"
     config.executor.base_url = "http://127.0.0.1:9/v1"
-    with pytest.raises(configlib.ConfigError, match=re.escape("w4s.seed_workflows: unknown built-in workflow(s) ['tree_of_thought']")):
+    with pytest.raises(ConfigError, match=re.escape("w4s.seed_workflows: unknown built-in workflow(s) ['tree_of_thought']")):
         optimize.main(config)
     assert not (tmp_path / "never").exists()

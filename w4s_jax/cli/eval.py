@@ -17,8 +17,8 @@ import time
 
 import ml_collections
 
-from w4s_jax import config_checks
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config import config_checks
+from w4s_jax.config.errors import ConfigError
 
 DOC = ("Evaluate one workflow file (or a built-in baseline: cot, cot_sc, self_refine, code_generation, "
        "code_writer) on a task split with the configured executor; writes a JSON report with the score, "

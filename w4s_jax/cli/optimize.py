@@ -6,7 +6,7 @@ import logging
 
 import ml_collections
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 from w4s_jax.w4s.cli_common import check_run_config, print_summary
 
 DOC = (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from w4s_jax.config_checks import validate
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.config_checks import validate
+from w4s_jax.config.errors import ConfigError
 from w4s_jax.w4s.seeds import seed_workflows
 from w4s_jax.w4s.settings import check_meta_agent, loop_settings, rollout_plan
 
