@@ -48,7 +48,7 @@ def free_port() -> int:
 def served_smollm2(smollm2_gguf_path, tmp_path_factory):
     """`w4s-jax serve` with SmolLM2 on a free loopback port; yields (base_url, model name)."""
     port = free_port()
-    command = [sys.executable, "-m", "w4s_jax.cli.main", "serve", f"--config={REPO / 'configs' / 'serve.py'}",
+    command = [sys.executable, "-m", "w4s_jax.cli.main", "serve", f"--config={CONFIGS_DIR / 'serve.py'}",
                "--config.model.preset=smollm2_135m", f"--config.model.path={smollm2_gguf_path}",
                "--config.host=127.0.0.1", f"--config.port={port}", "--config.max_batch=4"]
     # One CPU device, not the 8 fake ones conftest sets up for sharding tests: those would replicate

@@ -312,7 +312,7 @@ def test_sigkill_mid_turn_resumes_to_the_same_result(scripted_run, tmp_path, sha
             flags = [f"--config.{path}={value}" for path, value in iter_leaves(config)
                      if not isinstance(value, ml_collections.ConfigDict)]
             command = [sys.executable, "-m", "w4s_jax.cli.main", "optimize",
-                       f"--config={REPO / 'configs' / 'optimize.py'}", *flags, f"--config.output_dir={output_dir}"]
+                       f"--config={CONFIGS_DIR / 'optimize.py'}", *flags, f"--config.output_dir={output_dir}"]
             env = {**os.environ, "PYTHONPATH": str(REPO)}
             first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             journal = output_dir / "journal.jsonl"
