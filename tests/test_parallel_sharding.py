@@ -12,7 +12,7 @@ from w4s_jax.models.presets import get_preset
 from w4s_jax.models.weights import load_model
 from w4s_jax.parallel.distributed import detect_plan, init_distributed
 from w4s_jax.parallel.mesh import make_mesh
-from w4s_jax.parallel.sharding import logical_to_spec, shard_model, state_shardings
+from w4s_jax.parallel.sharding import logical_to_spec, state_shardings
 
 MESHES = [(1, 1, 1), (8, 1, 1), (2, 2, 2), (1, 4, 2)]
 
@@ -60,7 +60,8 @@ def test_forward_is_the_same_on_every_mesh(reference, shape):
 def test_parameters_carry_their_named_shardings(reference):
     model, _, _ = reference
     mesh = mesh_of((1, 4, 2))
-    sharded = shard_model(nnx.clone(model), mesh)
+    state = nnx.state(model)
+    sharded = jax.device_put(state, state_shardings(state, mesh))
     expect = {
         ("embedding",): PartitionSpec("tensor", "fsdp"),
         ("lm_head",): PartitionSpec("fsdp", "tensor"),
@@ -73,7 +74,7 @@ def test_parameters_carry_their_named_shardings(reference):
         ("layers", "mlp", "down_proj"): PartitionSpec(None, "tensor", "fsdp"),
         ("layers", "input_norm", "scale"): PartitionSpec(None, None),
     }
-    flat = {path: var.get_value() for path, var in nnx.to_flat_state(nnx.state(sharded))}
+    flat = {path: var.get_value() for path, var in nnx.to_flat_state(sharded)}
     for path, spec in expect.items():
         assert flat[path].sharding == NamedSharding(mesh, spec), path
 

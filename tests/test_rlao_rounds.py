@@ -6,10 +6,10 @@ import jax
 import numpy as np
 
 from w4s_jax.parallel.mesh import make_mesh
-from w4s_jax.rlao.byte_tokenizer import ByteChatTokenizer
 from w4s_jax.rlao.loading import load_meta_agent
 from w4s_jax.rlao.rounds import run_rounds
 from w4s_jax.rlao.train_step import abstract_model
+from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
 from w4s_jax.sampling.sampler import Sampler
 from w4s_jax.w4s.policy import SamplerPolicy
 

@@ -12,7 +12,6 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from w4s_jax.models import get_preset, load_model
 from w4s_jax.parallel.mesh import make_mesh
-from w4s_jax.rlao.byte_tokenizer import ByteChatTokenizer
 from w4s_jax.rlao.examples import WeightConfig, build_examples
 from w4s_jax.rlao.loading import export_meta_agent
 from w4s_jax.rlao.lora import LoraConfig
@@ -20,6 +19,7 @@ from w4s_jax.rlao.optimizer import OptimizerConfig
 from w4s_jax.rlao.pipeline import BATCH_AXES, PipelineConfig, build_dataset, example_features, place_batch
 from w4s_jax.rlao.train_step import StepConfig, TrainProgram
 from w4s_jax.rlao.trajectories import read_trajectories
+from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
 
 SEQ, ROWS, LR = 512, 8, 1e-3
 MODEL = get_preset("tiny")

@@ -213,7 +213,7 @@ def test_rewards_selection_and_archive(scripted_run, data):
         assert (result.output_dir / "archive" / ROLLOUT / entry["file"]).is_file()
     best = result.best_workflows["gsm8k"]
     assert (best.origin, best.val_score, best.test_score) == ("e1t0c0", 1.0, pytest.approx(1 / 3))
-    assert result.best_workflow == "import math\n" + CAREFUL
+    assert best.source == "import math\n" + CAREFUL
 
 
 def test_repair_and_feedback_text(scripted_run, data):

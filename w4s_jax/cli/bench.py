@@ -7,7 +7,7 @@ import sys
 
 import ml_collections
 
-from w4s_jax import bench_report
+from w4s_jax.cli import bench_report
 from w4s_jax.config.config_checks import validate
 from w4s_jax.config.errors import ConfigError
 

@@ -18,8 +18,9 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from w4s_jax.sandbox import workflow_hash
 from w4s_jax.w4s import prompts
-from w4s_jax.w4s.actions import Action, parse_action, workflow_hash
+from w4s_jax.w4s.actions import Action, parse_action
 from w4s_jax.w4s.archive import Archive
 from w4s_jax.w4s.concurrency import gather_or_cancel
 from w4s_jax.w4s.evaluations import JournaledEvaluations

@@ -48,13 +48,6 @@ class RunResult:
     trajectory_count: int
     stopped_reason: str
 
-    @property
-    def best_workflow(self) -> str:
-        """Source of the final workflow of the first task (the only one for `optimize`)."""
-        if not self.best_workflows:
-            raise ValueError(f"no workflow was scored on validation ({self.stopped_reason or 'no rollout ran'})")
-        return next(iter(self.best_workflows.values())).source
-
 
 def run_w4s(config: Any, policy: Policy, output_dir: str | pathlib.Path) -> RunResult:
     """Synchronous entry point (one event loop for the whole run)."""
