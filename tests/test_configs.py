@@ -8,6 +8,7 @@ import sys
 
 import ml_collections
 import pytest
+from conftest import requires_devices
 
 from w4s_jax.config import config_checks, presets
 from w4s_jax.config.errors import ConfigError
@@ -196,6 +197,7 @@ def test_validate_checks_only_the_sections_asked_for(good_config: ml_collections
         config_checks.validate(good_config, sections=("modle",))
 
 
+@requires_devices(8)
 def test_mesh_is_checked_against_the_visible_devices() -> None:
     """Without num_devices the check asks JAX: 8 fake CPU devices here (conftest)."""
     config = load("base.py:v5p-8")  # fsdp=4 x data=1 is 4 devices, not 8

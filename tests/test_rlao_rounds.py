@@ -4,8 +4,8 @@ import types
 
 import jax
 import numpy as np
+from conftest import mesh_of, requires_devices
 
-from w4s_jax.parallel.mesh import make_mesh
 from w4s_jax.rlao.loading import load_meta_agent
 from w4s_jax.rlao.rounds import run_rounds
 from w4s_jax.rlao.train_step import abstract_model
@@ -31,9 +31,10 @@ def _config(tmp_path):
     return config
 
 
+@requires_devices(2)
 def test_rounds_hand_trained_parameters_to_the_sampler(tmp_path, rlao_trajectory_writer):
     config = _config(tmp_path)
-    mesh = make_mesh(2, 1, 1, devices=jax.devices()[:2])
+    mesh = mesh_of(2)
     model_config, params = load_meta_agent(config, mesh)
     from flax import nnx
 
