@@ -51,8 +51,7 @@ class GenerationBatcher:
                  lockstep: bool = True, window_s: float = 0.05) -> None:
         self.policy = policy
         self.journal = journal
-        self.temperature = temperature
-        self.max_new_tokens = max_new_tokens
+        self.sampling = {"temperature": temperature, "max_new_tokens": max_new_tokens}  # the same for every reply
         self.lockstep = lockstep
         self.window_s = window_s
         self.replayed: dict[str, str] = {}
@@ -127,9 +126,8 @@ class GenerationBatcher:
     async def _send(self, batch: list[_Request]) -> None:
         try:
             async with self._lock:
-                replies = await self.policy.generate(
-                    [request.conversation for request in batch], n=1, temperature=self.temperature,
-                    max_new_tokens=self.max_new_tokens, seed=[request.seed for request in batch])
+                replies = await self.policy.generate([request.conversation for request in batch], n=1,
+                                                     seed=[request.seed for request in batch], **self.sampling)
             if len(replies) != len(batch) or any(len(row) != 1 for row in replies):
                 raise RuntimeError(f"policy returned {[len(row) for row in replies]} replies for "
                                    f"{len(batch)} conversations with n=1")
