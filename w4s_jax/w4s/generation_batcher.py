@@ -5,10 +5,9 @@ requests and sends them together, so the meta-agent sees large batches (what an 
 while evaluations keep running concurrently.
 
 Participants are the coroutines that may still ask for a reply. They enter only through
-`GenerationBatcher.gather`, which counts each from before any of them starts until it ends (tunix's
-agentic rollout orchestration keeps its group bookkeeping in one place the same way), so no caller
-keeps the count by hand. A rollout is a participant that hands its place to its candidates while
-it waits on them (`gather(..., handing_over=True)`).
+`GenerationBatcher.gather`, which counts each from before any of them starts until it ends, so no
+caller keeps the count by hand. A rollout is a participant that hands its place to its candidates
+while it waits on them (`gather(..., handing_over=True)`).
 
 When a batch goes out:
 - lockstep (default): when every participant waits for a reply. The batches are then the same on
