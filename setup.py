@@ -15,6 +15,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["w4s_jax", "w4s_jax.*"]),
     include_package_data=True,
+    package_data={"w4s_jax.configs": ["README.md"]},  # the config files are modules of w4s_jax.configs
     install_requires=[
         f"jax=={JAX_VERSION}",
         "flax>=0.12",

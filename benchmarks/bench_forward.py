@@ -110,6 +110,6 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    from w4s_jax.bench_report import script_main
+    from w4s_jax.cli.bench_report import script_main
 
     script_main(run, __doc__, "small batch, few iterations")

@@ -148,6 +148,6 @@ if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--child":
         print(json.dumps(measure_child(*sys.argv[2:])))
         sys.exit(0)
-    from w4s_jax.bench_report import script_main
+    from w4s_jax.cli.bench_report import script_main
 
     script_main(run, __doc__, "qwen2p5_0p5b instead of qwen2p5_1p5b")

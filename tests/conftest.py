@@ -1,4 +1,6 @@
-"""Test setup: 8 fake CPU devices for sharding tests, set before JAX is imported anywhere."""
+"""Test setup: 8 fake CPU devices for sharding tests, set before JAX is imported anywhere; the shared
+fixtures (benchmark data, SmolLM2 GGUF, the tiny model, meshes, RLAO trajectories) and the skip markers
+for a machine without torch or with fewer devices (`from conftest import requires_torch, ...`)."""
 
 import os
 
@@ -10,12 +12,55 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import functools
+import importlib.util
 import pathlib
 
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+requires_torch = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None,
+    reason="needs torch for the PyTorch reference (the test extras: pip install -e '.[test]')")
+
+
+@functools.cache
+def device_count() -> int:
+    import jax
+
+    return jax.device_count()
+
+
+def requires_devices(count: int) -> pytest.MarkDecorator:
+    """Skips a test that builds a mesh of `count` devices where JAX sees fewer (e.g. one GPU picked
+    with JAX_PLATFORMS); on CPU this conftest gives 8."""
+    return pytest.mark.skipif(device_count() < count,
+                              reason=f"needs {count} JAX devices, {device_count()} visible (JAX_PLATFORMS=cpu gives 8)")
+
+
+def mesh_of(data: int, fsdp: int = 1, tensor: int = 1):
+    """A (data, fsdp, tensor) mesh over the first data x fsdp x tensor devices."""
+    import jax
+
+    from w4s_jax.parallel.mesh import make_mesh
+
+    return make_mesh(data, fsdp, tensor, devices=jax.devices()[: data * fsdp * tensor])
+
+
+@pytest.fixture(scope="session")
+def one_device_mesh():
+    return mesh_of(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(one_device_mesh):
+    """(config, model): the `tiny` preset with random weights (seed 0) on one device, shared by the
+    tests that only read it."""
+    from w4s_jax.models.weights import load_model
+
+    return load_model("tiny", "", mesh=one_device_mesh, seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import json
 import pathlib
 import sys
 
-from w4s_jax import configlib
+from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 from w4s_jax.parallel.distributed import init_distributed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ def main() -> None:
     from tests.multihost_child import build_policy
     from w4s_jax.w4s.runner import run_w4s
 
-    config = configlib.load_config_file(REPO / "configs" / "optimize.py")
+    config = load_config_file(CONFIGS_DIR / "optimize.py")
     config.task.name = "gsm8k"
     config.task.data_dir = data_dir
     config.task.val_limit = 2

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 from w4s_jax.models import get_preset
 from w4s_jax.rlao.aot import GIB, plan_and_compile, tpu_topology
 from w4s_jax.rlao.lora import LoraConfig
@@ -18,7 +18,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_cli_writes_the_report(tmp_path):
     out = tmp_path / "OUT.json"
     command = [
-        sys.executable, "-m", "w4s_jax.cli.main", "aot", "--config=configs/aot.py", "--config.model.preset=tiny",
+        sys.executable, "-m", "w4s_jax.cli.main", "aot", "--config=w4s_jax/configs/aot.py", "--config.model.preset=tiny",
         "--config.topology=v5p-8", "--config.seq_len=256", f"--config.output={out}", "--config.max_rows_per_group=1",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)

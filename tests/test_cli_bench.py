@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from w4s_jax import bench_report
+from w4s_jax.cli import bench_report
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from w4s_jax import configlib
 from w4s_jax.cli.main import SUBCOMMANDS
+from w4s_jax.config.fields import iter_leaves
+from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -25,8 +26,8 @@ def test_subcommand_module_has_the_cli_contract(name: str) -> None:
     module = importlib.import_module(f"w4s_jax.cli.{name}")
     assert isinstance(module.DOC, str) and module.DOC.strip()
     assert callable(module.main)
-    default = REPO_ROOT / "configs" / module.DEFAULT_CONFIG
-    assert default.is_file(), f"{name}: DEFAULT_CONFIG {module.DEFAULT_CONFIG} is not in configs/"
+    default = CONFIGS_DIR / module.DEFAULT_CONFIG
+    assert default.is_file(), f"{name}: DEFAULT_CONFIG {module.DEFAULT_CONFIG} is not in w4s_jax/configs/"
 
 
 @pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
@@ -35,10 +36,10 @@ def test_subcommand_help_exits_0_and_lists_every_config_field(name: str) -> None
     assert completed.returncode == 0, completed.stderr
     module = importlib.import_module(f"w4s_jax.cli.{name}")
     assert completed.stdout.startswith(f"w4s-jax {name}: ")
-    assert f"default: configs/{module.DEFAULT_CONFIG}" in completed.stdout
+    assert f"default: w4s_jax/configs/{module.DEFAULT_CONFIG}" in completed.stdout
     assert "could not load" not in completed.stdout
-    config = configlib.load_config_file(REPO_ROOT / "configs" / module.DEFAULT_CONFIG)
-    missing = [path for path, _ in configlib.iter_leaves(config) if f"--config.{path}=" not in completed.stdout]
+    config = load_config_file(CONFIGS_DIR / module.DEFAULT_CONFIG)
+    missing = [path for path, _ in iter_leaves(config) if f"--config.{path}=" not in completed.stdout]
     assert missing == []
     assert "(undocumented)" not in completed.stdout
 

@@ -8,33 +8,35 @@ import sys
 
 import ml_collections
 import pytest
+from conftest import requires_devices
 
-from w4s_jax import config_checks, configlib
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config import config_checks, presets
+from w4s_jax.config.errors import ConfigError
+from w4s_jax.config.fields import FIELD_DOCS, iter_leaves
+from w4s_jax.config.loading import CONFIGS_DIR, config_arg, load_config_file
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIGS = REPO_ROOT / "configs"
-CONFIG_FILES = sorted(CONFIGS.glob("*.py"))
+CONFIG_FILES = sorted(path for path in CONFIGS_DIR.glob("*.py") if path.name != "__init__.py")
 PAPER_BENCHMARKS = ("humaneval", "mbpp", "gsm8k", "gsm_hard", "math", "mgsm", "drop", "svamp", "gpqa", "hotpotqa")
 
 
 def load(spec: str) -> ml_collections.ConfigDict:
-    return configlib.load_config_file(CONFIGS / spec)
+    return load_config_file(CONFIGS_DIR / spec)
 
 
 def undocumented(config: ml_collections.ConfigDict) -> list[str]:
-    return [path for path, _ in configlib.iter_leaves(config) if not configlib.FIELD_DOCS.get(path)]
+    return [path for path, _ in iter_leaves(config) if not FIELD_DOCS.get(path)]
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
 def test_every_config_file_loads_with_every_field_documented(path: pathlib.Path) -> None:
-    config = configlib.load_config_file(path)
+    config = load_config_file(path)
     assert isinstance(config, ml_collections.ConfigDict)
     assert undocumented(config) == []
 
 
 def test_configs_readme_describes_every_config_file() -> None:
-    readme = (CONFIGS / "README.md").read_text()
+    readme = (CONFIGS_DIR / "README.md").read_text()
     missing = [p.name for p in CONFIG_FILES if f"`{p.name}`" not in readme]
     assert missing == []
 
@@ -60,7 +62,7 @@ def test_paper_config_takes_a_hardware_preset() -> None:
     config = load("paper.py:math,h100-2x8")
     assert (config.mesh.data, config.mesh.fsdp, config.mesh.tensor) == (2, 8, 1)
     assert config.model.dtype == "bfloat16" and config.model.remat == "full"
-    assert config.train.micro_batch == configlib.HARDWARE_PRESETS["h100-2x8"]["micro_batch"]["7b"]
+    assert config.train.micro_batch == presets.HARDWARE_PRESETS["h100-2x8"]["micro_batch"]["7b"]
     with pytest.raises(ConfigError, match="unknown"):
         load("paper.py:imagenet")
     with pytest.raises(ConfigError, match="does not fit gpu-1"):
@@ -69,15 +71,15 @@ def test_paper_config_takes_a_hardware_preset() -> None:
 
 @pytest.mark.parametrize("subcommand_config", ["optimize.py", "collect.py", "train.py", "rlao.py"])
 def test_paper_and_base_configs_serve_the_w4s_and_rlao_subcommands(subcommand_config: str) -> None:
-    """`--config=configs/paper.py:X` must work for every subcommand of the W4S/RLAO pipeline."""
+    """`--config=w4s_jax/configs/paper.py:X` must work for every subcommand of the W4S/RLAO pipeline."""
     needed = set(load(subcommand_config).keys())
     assert needed - set(load("paper.py:humaneval").keys()) == set()
     assert needed - set(load("base.py").keys()) == set()
 
 
-@pytest.mark.parametrize("hardware", sorted(configlib.HARDWARE_PRESETS))
+@pytest.mark.parametrize("hardware", sorted(presets.HARDWARE_PRESETS))
 def test_hardware_presets_are_consistent(hardware: str) -> None:
-    preset = configlib.HARDWARE_PRESETS[hardware]
+    preset = presets.HARDWARE_PRESETS[hardware]
     devices = preset["devices"] or 8  # cpu: whatever the host has (8 fake devices in tests)
     config = load(f"base.py:{hardware}")
     config_checks.check_mesh(config, num_devices=devices)
@@ -85,11 +87,11 @@ def test_hardware_presets_are_consistent(hardware: str) -> None:
                      preset["fsdp"], preset["tensor"])
     assert preset["micro_batch"], "a machine that fits no model size is not a preset"
     for size, micro_batch in preset["micro_batch"].items():
-        assert size in configlib.MODEL_SIZES
+        assert size in presets.MODEL_SIZES
         if preset["devices"]:
             assert micro_batch % (data * fsdp) == 0, f"{hardware}/{size}: micro-batch must split over data x fsdp"
         sized = load(f"base.py:{hardware},{size}")
-        assert sized.model.preset == configlib.MODEL_SIZES[size]["preset"]
+        assert sized.model.preset == presets.MODEL_SIZES[size]["preset"]
         assert sized.train.micro_batch == micro_batch
         config_checks.check_model(sized)
 
@@ -97,8 +99,8 @@ def test_hardware_presets_are_consistent(hardware: str) -> None:
 def test_model_size_presets_name_real_model_presets() -> None:
     from w4s_jax.models.presets import PRESETS
 
-    assert {size["preset"] for size in configlib.MODEL_SIZES.values()} <= set(PRESETS)
-    assert configlib.MODEL_SIZES["7b"]["preset"] == "qwen2p5_coder_7b"
+    assert {size["preset"] for size in presets.MODEL_SIZES.values()} <= set(PRESETS)
+    assert presets.MODEL_SIZES["7b"]["preset"] == "qwen2p5_coder_7b"
 
 
 def test_unknown_hardware_or_size_is_a_config_error() -> None:
@@ -106,6 +108,31 @@ def test_unknown_hardware_or_size_is_a_config_error() -> None:
         load("base.py:v9-8")
     with pytest.raises(ConfigError, match="model size '3b' is unknown"):
         load("base.py:v5p-8,3b")
+    with pytest.raises(ConfigError, match="hardware preset '' is unknown"):
+        load("base.py:,7b")  # a size needs a machine
+    with pytest.raises(ConfigError, match=r"config argument 'v5p-8,7b,x': expected at most 2 comma-separated values \(HARDWARE,SIZE\)"):
+        load("train.py:v5p-8,7b,x")
+
+
+def test_config_arg_names_the_parts_of_a_config_files_argument() -> None:
+    assert config_arg("humaneval,h100-2x8", "benchmark", "hardware") == ("humaneval", "h100-2x8")
+    assert config_arg("gsm8k", "benchmark", "hardware") == ("gsm8k", "")
+    assert config_arg(None, "hardware", "size") == ("", "")
+    assert load("paper.py").task.name == "humaneval"  # no argument: the file's own default
+
+
+def test_config_defaults_are_the_typed_dataclasses_defaults() -> None:
+    """Each default is written once, in the dataclass that consumes the section."""
+    from w4s_jax.rlao.lora import LoraConfig
+    from w4s_jax.rlao.optimizer import OptimizerConfig
+    from w4s_jax.rlao.trainer import lora_config, optimizer_config
+    from w4s_jax.sandbox import SandboxSettings
+
+    config = load("base.py")
+    config.lora.enabled = True
+    assert optimizer_config(config, total_steps=7) == OptimizerConfig(total_steps=7)
+    assert lora_config(config) == LoraConfig()
+    assert SandboxSettings.from_config(config.sandbox) == SandboxSettings()
 
 
 @pytest.fixture
@@ -170,6 +197,7 @@ def test_validate_checks_only_the_sections_asked_for(good_config: ml_collections
         config_checks.validate(good_config, sections=("modle",))
 
 
+@requires_devices(8)
 def test_mesh_is_checked_against_the_visible_devices() -> None:
     """Without num_devices the check asks JAX: 8 fake CPU devices here (conftest)."""
     config = load("base.py:v5p-8")  # fsdp=4 x data=1 is 4 devices, not 8

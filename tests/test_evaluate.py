@@ -7,12 +7,12 @@ import asyncio
 
 import pytest
 
-from w4s_jax.evaluate import evaluate_workflow, executor_handler
 from w4s_jax.executor import ExecutorClient
 from w4s_jax.executor.repliers import OracleStandIn, TableReplier
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 from w4s_jax.sandbox import Sandbox, SandboxSettings
 from w4s_jax.tasks import Example, Task, get_task
+from w4s_jax.w4s.scoring import evaluate_workflow, executor_handler
 from w4s_jax.workflows import builtin_names, builtin_source, seed_library
 
 SETTINGS = SandboxSettings(workers=4, sample_timeout_s=20.0, execute_code_timeout_s=5.0)

@@ -8,7 +8,8 @@ import pathlib
 
 import pytest
 
-from w4s_jax import configlib
+from w4s_jax.config import sections
+from w4s_jax.config.errors import ConfigError
 from w4s_jax.executor import BudgetExceeded, ExecutorClient, ExecutorError
 from w4s_jax.executor.repliers import ReplyRequest
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint, count_tokens
@@ -265,7 +266,7 @@ def test_meta_agent_client_shares_the_ledger(tmp_path):
 
 
 def test_from_config_and_usage_is_json_safe(tmp_path):
-    config = configlib.executor_section()
+    config = sections.executor_section()
 
     async def main():
         async with StandInEndpoint(RecordingReplier("ok")) as endpoint:
@@ -285,19 +286,19 @@ def test_from_config_and_usage_is_json_safe(tmp_path):
 
 
 def test_openai_url_without_key_is_a_config_error(tmp_path, monkeypatch):
-    config = configlib.executor_section()
+    config = sections.executor_section()
     config.api_key_env = "W4S_TEST_KEY_THAT_IS_NOT_SET"
     monkeypatch.delenv("W4S_TEST_KEY_THAT_IS_NOT_SET", raising=False)
-    with pytest.raises(configlib.ConfigError, match="W4S_TEST_KEY_THAT_IS_NOT_SET"):
+    with pytest.raises(ConfigError, match="W4S_TEST_KEY_THAT_IS_NOT_SET"):
         ExecutorClient.from_config(config, tmp_path)
 
 
 def test_openai_model_without_price_is_a_config_error(tmp_path, monkeypatch):
-    config = configlib.executor_section()
+    config = sections.executor_section()
     config.model = "gpt-9-unpriced"
     monkeypatch.setenv("W4S_TEST_KEY", "sk-test")
     config.api_key_env = "W4S_TEST_KEY"
-    with pytest.raises(configlib.ConfigError, match=r"executor\.prices: no price for model 'gpt-9-unpriced'"):
+    with pytest.raises(ConfigError, match=r"executor\.prices: no price for model 'gpt-9-unpriced'"):
         ExecutorClient.from_config(config, tmp_path)
 
 

@@ -4,12 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import mesh_of, requires_devices
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from w4s_jax.models.decoder import Decoder, KVCache
 from w4s_jax.models.weights import load_model
-from w4s_jax.parallel.mesh import make_mesh
 
 
 def jitted_forward(model: Decoder):
@@ -23,9 +23,8 @@ def jitted_forward(model: Decoder):
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
-    config, model = load_model("tiny", "", mesh=mesh, seed=3)
+def tiny(tiny_model):
+    config, model = tiny_model
     return config, model, jitted_forward(model)
 
 
@@ -40,8 +39,9 @@ def left_padded_batch(config, rng: np.random.Generator, lengths=(7, 12), total=1
     return jnp.asarray(tokens), jnp.asarray(positions), jnp.asarray(segments, jnp.int32)
 
 
+@requires_devices(8)
 def test_random_init_is_sharded_by_logical_axes():
-    mesh = make_mesh(2, 2, 2)
+    mesh = mesh_of(2, 2, 2)
     _, model = load_model("tiny", "", mesh=mesh)
     state = nnx.state(model)
     assert model.layers.attn.q_proj.get_value().sharding == NamedSharding(mesh, PartitionSpec(None, "fsdp", "tensor"))

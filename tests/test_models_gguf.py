@@ -3,14 +3,12 @@
 import jax
 import numpy as np
 import pytest
-import torch
-import transformers
+from conftest import mesh_of, requires_devices, requires_torch
 from flax import nnx
 
 from w4s_jax.models.gguf_import import load_gguf_config
 from w4s_jax.models.presets import get_preset
 from w4s_jax.models.weights import load_model
-from w4s_jax.parallel.mesh import make_mesh
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +20,9 @@ def token_batch() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def reference_logits(smollm2_gguf_path, token_batch) -> np.ndarray:
+    import torch
+    import transformers
+
     model = transformers.AutoModelForCausalLM.from_pretrained(
         smollm2_gguf_path.parent, gguf_file=smollm2_gguf_path.name, dtype=torch.float32
     ).eval()
@@ -35,8 +36,10 @@ def test_gguf_config_matches_the_smollm2_preset(smollm2_gguf_path):
     assert get_preset("smollm2_135m").mismatches(load_gguf_config(smollm2_gguf_path)) == []
 
 
+@requires_torch
+@requires_devices(8)
 def test_gguf_logits_match_transformers(smollm2_gguf_path, token_batch, reference_logits):
-    mesh = make_mesh(1, 2, 4)
+    mesh = mesh_of(1, 2, 4)
     config, model = load_model("smollm2_135m", smollm2_gguf_path, mesh=mesh)
     length = token_batch.shape[1]
     positions = np.broadcast_to(np.arange(length), token_batch.shape)

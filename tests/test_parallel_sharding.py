@@ -5,27 +5,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import mesh_of, requires_devices
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from w4s_jax.models.presets import get_preset
-from w4s_jax.models.weights import load_model
 from w4s_jax.parallel.distributed import detect_plan, init_distributed
 from w4s_jax.parallel.mesh import make_mesh
-from w4s_jax.parallel.sharding import logical_to_spec, shard_model, state_shardings
+from w4s_jax.parallel.sharding import logical_to_spec, state_shardings
 
+pytestmark = requires_devices(8)
 MESHES = [(1, 1, 1), (8, 1, 1), (2, 2, 2), (1, 4, 2)]
 
 
-def mesh_of(shape):
-    count = int(np.prod(shape))
-    return make_mesh(*shape, devices=jax.devices()[:count])
-
-
 @pytest.fixture(scope="module")
-def reference():
+def reference(tiny_model):
     """Tiny model on one device, its logits for a batch of 8 with left padding, and the batch."""
-    config, model = load_model("tiny", "", mesh=mesh_of((1, 1, 1)), seed=5)
+    config, model = tiny_model
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, config.vocab_size, (8, 16))
     lengths = rng.integers(4, 17, 8)
@@ -40,7 +36,7 @@ def reference():
 @pytest.mark.parametrize("shape", MESHES[1:])
 def test_forward_is_the_same_on_every_mesh(reference, shape):
     model, batch, expected = reference
-    mesh = mesh_of(shape)
+    mesh = mesh_of(*shape)
     graphdef, state = nnx.split(model)
     state = jax.device_put(state, state_shardings(state, mesh))
     batch_sharding = NamedSharding(mesh, logical_to_spec(("act_batch", "act_length"), (8, 16), mesh))
@@ -59,8 +55,9 @@ def test_forward_is_the_same_on_every_mesh(reference, shape):
 
 def test_parameters_carry_their_named_shardings(reference):
     model, _, _ = reference
-    mesh = mesh_of((1, 4, 2))
-    sharded = shard_model(nnx.clone(model), mesh)
+    mesh = mesh_of(1, 4, 2)
+    state = nnx.state(model)
+    sharded = jax.device_put(state, state_shardings(state, mesh))
     expect = {
         ("embedding",): PartitionSpec("tensor", "fsdp"),
         ("lm_head",): PartitionSpec("fsdp", "tensor"),
@@ -73,13 +70,13 @@ def test_parameters_carry_their_named_shardings(reference):
         ("layers", "mlp", "down_proj"): PartitionSpec(None, "tensor", "fsdp"),
         ("layers", "input_norm", "scale"): PartitionSpec(None, None),
     }
-    flat = {path: var.get_value() for path, var in nnx.to_flat_state(nnx.state(sharded))}
+    flat = {path: var.get_value() for path, var in nnx.to_flat_state(sharded)}
     for path, spec in expect.items():
         assert flat[path].sharding == NamedSharding(mesh, spec), path
 
 
 def test_indivisible_dims_fall_back_to_replication():
-    mesh = mesh_of((1, 1, 8))
+    mesh = mesh_of(1, 1, 8)
     # qwen2p5_1p5b has 2 KV heads: tensor=8 cannot split them; mlp 8960 can.
     config = get_preset("qwen2p5_1p5b")
     kv_shape = (config.hidden_size, config.num_kv_heads, config.head_dim)
@@ -87,7 +84,7 @@ def test_indivisible_dims_fall_back_to_replication():
     assert logical_to_spec(("embed", "mlp"), (config.hidden_size, config.intermediate_size), mesh) == PartitionSpec(
         "fsdp", "tensor"
     )
-    assert logical_to_spec(("act_batch",), (16,), mesh_of((2, 4, 1))) == PartitionSpec(("data", "fsdp"))
+    assert logical_to_spec(("act_batch",), (16,), mesh_of(2, 4, 1)) == PartitionSpec(("data", "fsdp"))
 
 
 def test_make_mesh_resolves_the_rest_and_rejects_bad_products():

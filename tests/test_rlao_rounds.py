@@ -4,12 +4,12 @@ import types
 
 import jax
 import numpy as np
+from conftest import mesh_of, requires_devices
 
-from w4s_jax.parallel.mesh import make_mesh
-from w4s_jax.rlao.byte_tokenizer import ByteChatTokenizer
 from w4s_jax.rlao.loading import load_meta_agent
 from w4s_jax.rlao.rounds import run_rounds
 from w4s_jax.rlao.train_step import abstract_model
+from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
 from w4s_jax.sampling.sampler import Sampler
 from w4s_jax.w4s.policy import SamplerPolicy
 
@@ -21,8 +21,7 @@ CONFIG_OVERRIDES = {
 
 
 def _config(tmp_path):
-    from w4s_jax.cli.app import CONFIGS_DIR
-    from w4s_jax.configlib import load_config_file
+    from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 
     config = load_config_file(CONFIGS_DIR / "rlao.py")
     for dotted, value in CONFIG_OVERRIDES.items():
@@ -32,9 +31,10 @@ def _config(tmp_path):
     return config
 
 
+@requires_devices(2)
 def test_rounds_hand_trained_parameters_to_the_sampler(tmp_path, rlao_trajectory_writer):
     config = _config(tmp_path)
-    mesh = make_mesh(2, 1, 1, devices=jax.devices()[:2])
+    mesh = mesh_of(2)
     model_config, params = load_meta_agent(config, mesh)
     from flax import nnx
 

@@ -7,12 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import mesh_of, requires_devices
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from w4s_jax.models import get_preset, load_model
-from w4s_jax.parallel.mesh import make_mesh
-from w4s_jax.rlao.byte_tokenizer import ByteChatTokenizer
 from w4s_jax.rlao.examples import WeightConfig, build_examples
 from w4s_jax.rlao.loading import export_meta_agent
 from w4s_jax.rlao.lora import LoraConfig
@@ -20,10 +19,12 @@ from w4s_jax.rlao.optimizer import OptimizerConfig
 from w4s_jax.rlao.pipeline import BATCH_AXES, PipelineConfig, build_dataset, example_features, place_batch
 from w4s_jax.rlao.train_step import StepConfig, TrainProgram
 from w4s_jax.rlao.trajectories import read_trajectories
+from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
 
 SEQ, ROWS, LR = 512, 8, 1e-3
 MODEL = get_preset("tiny")
 _PROGRAMS: dict = {}
+pytestmark = requires_devices(8)
 
 
 def program(mesh_shape=(8, 1, 1), micro_batches=1, lora=None) -> TrainProgram:
@@ -35,7 +36,7 @@ def program(mesh_shape=(8, 1, 1), micro_batches=1, lora=None) -> TrainProgram:
     """
     key = (mesh_shape, micro_batches, lora)
     if key not in _PROGRAMS:
-        mesh = make_mesh(*mesh_shape, devices=jax.devices()[: int(np.prod(mesh_shape))])
+        mesh = mesh_of(*mesh_shape)
         optimizer = OptimizerConfig(learning_rate=LR, warmup_steps=0, total_steps=1000, clip_norm=1.0, eps=1e-3)
         _PROGRAMS[key] = TrainProgram(MODEL, mesh, optimizer, StepConfig(logits_chunk=256, lora=lora))
     return _PROGRAMS[key]
@@ -54,8 +55,7 @@ def examples(trajectories):
 
 @pytest.fixture(scope="module")
 def host_params():
-    mesh = make_mesh(8, 1, 1)
-    _, model = load_model("tiny", "", mesh=mesh, seed=0)
+    _, model = load_model("tiny", "", mesh=mesh_of(8), seed=0)
     return jax.device_get(nnx.to_pure_dict(nnx.state(model)))
 
 

@@ -1,6 +1,7 @@
 """ChatTokenizer: SmolLM2's template from the GGUF metadata, Qwen2.5 ChatML, RLAO loss masks."""
 
 import pytest
+from conftest import requires_torch
 
 from w4s_jax.sampling.chat import CHATML_TEMPLATE, ChatTokenizer
 
@@ -92,6 +93,7 @@ def test_bad_input_is_rejected(smollm_tokenizer, tmp_path):
         ChatTokenizer.from_path(tmp_path / "missing.gguf")
 
 
+@requires_torch
 def test_gguf_tokenizer_matches_transformers_own_gguf_loader(smollm_tokenizer, smollm2_gguf_path):
     """Our torch-free GGUF tokenizer equals transformers' (which needs torch to read the metadata)."""
     from transformers import AutoTokenizer

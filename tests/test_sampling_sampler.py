@@ -6,20 +6,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+from conftest import mesh_of, requires_devices
 from flax import nnx
 
 from w4s_jax.models import load_model
-from w4s_jax.parallel.mesh import make_mesh
 from w4s_jax.sampling.params import SamplingParams
 from w4s_jax.sampling.sampler import Sampler
 
 PROMPTS = [[3, 14, 15], [92, 65, 35, 89, 79, 32, 38, 46, 26, 43, 38, 32, 79, 50, 28, 84, 19], [7], [200, 100, 50, 25, 12]]
 HEAD_SCALE = 60.0  # sharpens the random model's near-uniform head so distributions have structure
+pytestmark = requires_devices(8)
 
 
 @pytest.fixture(scope="module")
 def setup():
-    mesh = make_mesh(2, 2, 2)
+    mesh = mesh_of(2, 2, 2)
     config, model = load_model("tiny", "", mesh=mesh, seed=7)
     sampler = Sampler(model, None, mesh, max_prompt_len=64, max_batch=512, min_prompt_bucket=16, min_new_bucket=16)
     return config, model, sampler

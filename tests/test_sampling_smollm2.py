@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import requires_torch
 
 from w4s_jax.models import load_model
-from w4s_jax.parallel.mesh import make_mesh
 from w4s_jax.sampling.chat import ChatTokenizer
 from w4s_jax.sampling.params import SamplingParams
 from w4s_jax.sampling.sampler import Sampler
@@ -22,11 +22,10 @@ NEW_TOKENS = 64
 
 
 @pytest.fixture(scope="module")
-def smollm(smollm2_gguf_path):
-    mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
-    _, model = load_model("smollm2_135m", smollm2_gguf_path, mesh=mesh)
+def smollm(smollm2_gguf_path, one_device_mesh):
+    _, model = load_model("smollm2_135m", smollm2_gguf_path, mesh=one_device_mesh)
     tokenizer = ChatTokenizer.from_path(smollm2_gguf_path)
-    sampler = Sampler(model, tokenizer, mesh, max_prompt_len=128, max_batch=8)
+    sampler = Sampler(model, tokenizer, one_device_mesh, max_prompt_len=128, max_batch=8)
     return model, tokenizer, sampler
 
 
@@ -38,6 +37,7 @@ def greedy(smollm):
     return prompts, sampler.generate(prompts, SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0))
 
 
+@requires_torch
 def test_greedy_matches_transformers_generate(smollm2_gguf_path, smollm, greedy):
     import torch
     from transformers import AutoModelForCausalLM

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from w4s_jax.evaluate import executor_handler
+from w4s_jax.w4s.scoring import executor_handler
 from w4s_jax.executor import ExecutorClient
 from w4s_jax.executor.repliers import ReplyRequest, TableReplier
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint

@@ -9,12 +9,11 @@ import json
 import urllib.error
 import urllib.request
 
-import jax
 import openai
 import pytest
+from conftest import mesh_of, requires_devices
 
 from w4s_jax.models import get_preset, load_model
-from w4s_jax.parallel.mesh import make_mesh
 from w4s_jax.sampling.chat import ChatTokenizer
 from w4s_jax.sampling.params import SamplingParams
 from w4s_jax.serving.protocol import Defaults
@@ -23,6 +22,7 @@ from w4s_jax.serving.server import BATCHER_KEY, BackgroundServer, make_app
 NAME = "tiny-chat"
 DEFAULTS = Defaults(max_new_tokens=8, temperature=1.0, top_p=1.0, top_k=0, seed=0)
 MESSAGES = [{"role": "user", "content": "Say something."}]
+pytestmark = requires_devices(2)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def server(smollm2_gguf_path):
     from w4s_jax.sampling.sampler import Sampler
 
     tokenizer = ChatTokenizer.from_path(smollm2_gguf_path)
-    mesh = make_mesh(-1, 1, 1, devices=jax.devices()[:2])
+    mesh = mesh_of(2)
     config = get_preset("tiny").replace(vocab_size=tokenizer.vocab_size)
     _, model = load_model(config, "", mesh=mesh, seed=0)
     sampler = Sampler(model, tokenizer, mesh, max_prompt_len=64, max_batch=32, min_new_bucket=8)

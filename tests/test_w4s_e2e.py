@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from w4s_jax import configlib
+from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 from w4s_jax.executor.repliers import OracleStandIn
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 from w4s_jax.rlao.trajectories import read_trajectories
@@ -48,7 +48,7 @@ def free_port() -> int:
 def served_smollm2(smollm2_gguf_path, tmp_path_factory):
     """`w4s-jax serve` with SmolLM2 on a free loopback port; yields (base_url, model name)."""
     port = free_port()
-    command = [sys.executable, "-m", "w4s_jax.cli.main", "serve", f"--config={REPO / 'configs' / 'serve.py'}",
+    command = [sys.executable, "-m", "w4s_jax.cli.main", "serve", f"--config={CONFIGS_DIR / 'serve.py'}",
                "--config.model.preset=smollm2_135m", f"--config.model.path={smollm2_gguf_path}",
                "--config.host=127.0.0.1", f"--config.port={port}", "--config.max_batch=4"]
     # One CPU device, not the 8 fake ones conftest sets up for sharding tests: those would replicate
@@ -102,7 +102,7 @@ def test_smollm2_meta_agent_over_http(served_smollm2, tmp_path, shared_data_dir)
     test = task.load("test", shared_data_dir, 1)
     table = {e.question: e.answer for e in [*val, *test]}
     with StandInEndpoint(OracleStandIn(table, accuracy=0.7)).in_thread() as executor:
-        config = configlib.load_config_file(REPO / "configs" / "optimize.py")
+        config = load_config_file(CONFIGS_DIR / "optimize.py")
         config.task.name = "gsm8k"
         config.task.data_dir = str(shared_data_dir)
         config.task.val_limit = 2

@@ -22,10 +22,12 @@ import time
 import urllib.request
 from collections.abc import Callable
 
+import ml_collections
 import pytest
 from aiohttp import web
 
-from w4s_jax import configlib
+from w4s_jax.config.fields import iter_leaves
+from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 from w4s_jax.executor.repliers import TableReplier
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint, spawn
 from w4s_jax.rlao.trajectories import read_trajectories
@@ -149,8 +151,8 @@ def answer_table(val, test) -> dict[str, str]:
     return table
 
 
-def run_config(shared_data_dir, meta_url: str, executor_url: str) -> configlib.ml_collections.ConfigDict:
-    config = configlib.load_config_file(REPO / "configs" / "optimize.py")
+def run_config(shared_data_dir, meta_url: str, executor_url: str) -> ml_collections.ConfigDict:
+    config = load_config_file(CONFIGS_DIR / "optimize.py")
     config.task.name = "gsm8k"
     config.task.data_dir = str(shared_data_dir)
     config.task.val_limit = VAL
@@ -211,7 +213,7 @@ def test_rewards_selection_and_archive(scripted_run, data):
         assert (result.output_dir / "archive" / ROLLOUT / entry["file"]).is_file()
     best = result.best_workflows["gsm8k"]
     assert (best.origin, best.val_score, best.test_score) == ("e1t0c0", 1.0, pytest.approx(1 / 3))
-    assert result.best_workflow == "import math\n" + CAREFUL
+    assert best.source == "import math\n" + CAREFUL
 
 
 def test_repair_and_feedback_text(scripted_run, data):
@@ -284,7 +286,7 @@ def test_journal_report_and_trajectory_file(scripted_run):
 def test_training_data_leaves_out_invalid_and_check_failed_candidates(tmp_path, shared_data_dir, data):
     """One turn of three candidates: one stays broken after its repair, one is repaired, one has no code.
     All three are in the trajectories; only the repaired one becomes a training example, in its branch."""
-    from w4s_jax.rlao.byte_tokenizer import ByteChatTokenizer
+    from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
     from w4s_jax.rlao.examples import WeightConfig, build_examples
 
     val, test = data
@@ -352,10 +354,10 @@ def test_sigkill_mid_turn_resumes_to_the_same_result(scripted_run, tmp_path, sha
     try:
         with ScriptedMetaAgent(slow_turn=(0, 1)) as meta:
             config = run_config(shared_data_dir, meta.url, executor_url)
-            flags = [f"--config.{path}={value}" for path, value in configlib.iter_leaves(config)
-                     if not isinstance(value, configlib.ml_collections.ConfigDict)]
+            flags = [f"--config.{path}={value}" for path, value in iter_leaves(config)
+                     if not isinstance(value, ml_collections.ConfigDict)]
             command = [sys.executable, "-m", "w4s_jax.cli.main", "optimize",
-                       f"--config={REPO / 'configs' / 'optimize.py'}", *flags, f"--config.output_dir={output_dir}"]
+                       f"--config={CONFIGS_DIR / 'optimize.py'}", *flags, f"--config.output_dir={output_dir}"]
             env = {**os.environ, "PYTHONPATH": str(REPO)}
             first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             journal = output_dir / "journal.jsonl"
@@ -400,7 +402,7 @@ def test_collect_runs_tasks_times_seeds_with_batched_generation(tmp_path, shared
         return reply_with("A middle prompt.", MID) if body["seed"] % 2 == 0 else "No code today."
 
     with ScriptedMetaAgent(alternate) as meta, StandInEndpoint(TableReplier({})).in_thread() as executor:
-        config = configlib.load_config_file(REPO / "configs" / "collect.py")
+        config = load_config_file(CONFIGS_DIR / "collect.py")
         config.task.data_dir = str(shared_data_dir)
         config.task.val_limit = 2
         config.meta_agent.base_url = meta.url

@@ -11,13 +11,13 @@ import pathlib
 
 import pytest
 
-from w4s_jax import configlib
+from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 from w4s_jax.executor.repliers import TableReplier
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 from w4s_jax.models import load_model
 from w4s_jax.parallel.mesh import make_mesh
-from w4s_jax.rlao.byte_tokenizer import ByteChatTokenizer
 from w4s_jax.rlao.trajectories import read_trajectories
+from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
 from w4s_jax.sampling.sampler import Sampler
 from w4s_jax.w4s.policy import SamplerPolicy
 from w4s_jax.w4s.runner import run_w4s
@@ -47,7 +47,7 @@ def test_replies_are_seeded_per_conversation(policy):
 
 def test_a_w4s_run_with_the_in_process_sampler(policy, tmp_path, shared_data_dir):
     with StandInEndpoint(TableReplier({})).in_thread() as executor:
-        config = configlib.load_config_file(REPO / "configs" / "optimize.py")
+        config = load_config_file(CONFIGS_DIR / "optimize.py")
         config.meta_agent.kind = "jax"
         config.task.name = "gsm8k"
         config.task.data_dir = str(shared_data_dir)

@@ -7,12 +7,16 @@ import asyncio
 import json
 import re
 
+import ml_collections
 import pytest
 
-from w4s_jax import configlib
+from w4s_jax.config.errors import ConfigError
+from w4s_jax.config.fields import FIELD_DOCS, iter_leaves
+from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 from w4s_jax.w4s.actions import parse_action
-from w4s_jax.w4s.actor import GenerationBatcher, host_share
 from w4s_jax.w4s.feedback import describe_change, feedback_text
+from w4s_jax.w4s.generation_batcher import GenerationBatcher
+from w4s_jax.w4s.hosts import host_share
 from w4s_jax.w4s.journal import Journal
 from w4s_jax.w4s.outcomes import CaseResult, EvalOutcome
 from w4s_jax.w4s.rewards import RewardRule
@@ -109,16 +113,12 @@ class RecordingPolicy:
 def test_lockstep_batches_wait_for_every_participant_and_replay_from_the_journal(tmp_path):
     async def scenario(journal: Journal, policy: RecordingPolicy) -> list[str]:
         batcher = GenerationBatcher(policy, journal, temperature=0.5, max_new_tokens=8, lockstep=True)
-        batcher.join(3)
 
         async def participant(index: int, delay: float) -> str:
-            try:
-                await asyncio.sleep(delay)  # e.g. an evaluation still running
-                return await batcher.generate(f"k{index}", [{"role": "user", "content": "hi"}], seed=index)
-            finally:
-                batcher.leave()
+            await asyncio.sleep(delay)  # e.g. an evaluation still running
+            return await batcher.generate(f"k{index}", [{"role": "user", "content": "hi"}], seed=index)
 
-        return await asyncio.gather(participant(1, 0.0), participant(2, 0.05), participant(3, 0.1))
+        return await batcher.gather([participant(1, 0.0), participant(2, 0.05), participant(3, 0.1)])
 
     policy = RecordingPolicy()
     journal = Journal(tmp_path / "journal.jsonl")
@@ -134,20 +134,53 @@ def test_window_batching_does_not_wait_for_slow_participants(tmp_path):
     async def scenario(policy: RecordingPolicy) -> None:
         batcher = GenerationBatcher(policy, Journal(tmp_path / "j.jsonl"), temperature=0.5, max_new_tokens=8,
                                     lockstep=False, window_s=0.01)
-        batcher.join(2)
 
         async def participant(index: int, delay: float) -> str:
-            try:
-                await asyncio.sleep(delay)
-                return await batcher.generate(f"k{index}", [{"role": "user", "content": "hi"}], seed=index)
-            finally:
-                batcher.leave()
+            await asyncio.sleep(delay)
+            return await batcher.generate(f"k{index}", [{"role": "user", "content": "hi"}], seed=index)
 
-        await asyncio.gather(participant(1, 0.0), participant(2, 0.3))
+        await batcher.gather([participant(1, 0.0), participant(2, 0.3)])
 
     policy = RecordingPolicy()
     asyncio.run(scenario(policy))
     assert policy.batches == [[1], [2]]
+
+
+def test_a_rollout_hands_its_place_to_its_candidates(tmp_path):
+    """Lockstep with a rollout that fans out to candidates: the batch waits for every candidate and
+    for the other rollout, never for the waiting rollout itself; a failed candidate cancels its
+    sibling (whose request is never sent), and the count is whole again afterwards."""
+    hi = [{"role": "user", "content": "hi"}]
+
+    async def scenario(policy: RecordingPolicy) -> list:
+        batcher = GenerationBatcher(policy, Journal(tmp_path / "j.jsonl"), temperature=0.5, max_new_tokens=8)
+
+        async def candidate(seed: int, delay: float) -> str:
+            await asyncio.sleep(delay)
+            return await batcher.generate(f"c{seed}", hi, seed=seed)
+
+        async def failing() -> str:
+            raise RuntimeError("candidate failed")
+
+        async def fanning_rollout() -> object:
+            replies = await batcher.gather([candidate(1, 0.0), candidate(2, 0.05)], handing_over=True)
+            try:
+                await batcher.gather([failing(), candidate(5, 0.05)], handing_over=True)
+            except RuntimeError as error:
+                replies.append(str(error))
+            replies.append(await batcher.generate("r6", hi, seed=6))
+            return replies
+
+        async def plain_rollout() -> str:
+            await asyncio.sleep(0.1)
+            return await batcher.generate("r3", hi, seed=3)
+
+        return await batcher.gather([fanning_rollout(), plain_rollout()])
+
+    policy = RecordingPolicy()
+    fanned, plain = asyncio.run(scenario(policy))
+    assert fanned == ["reply 1", "reply 2", "candidate failed", "reply 6"] and plain == "reply 3"
+    assert policy.batches == [[1, 2, 3], [6]]
 
 
 def test_host_share_splits_rollouts_round_robin():
@@ -158,10 +191,8 @@ def test_host_share_splits_rollouts_round_robin():
         host_share(rollouts, 2, 2)
 
 
-def optimize_config() -> configlib.ml_collections.ConfigDict:
-    from w4s_jax.cli.app import CONFIGS_DIR
-
-    return configlib.load_config_file(CONFIGS_DIR / "optimize.py")
+def optimize_config() -> ml_collections.ConfigDict:
+    return load_config_file(CONFIGS_DIR / "optimize.py")
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
@@ -178,7 +209,7 @@ def test_bad_w4s_config_names_the_field(field, value, message):
     config = optimize_config()
     section, name = field.split(".")
     config[section][name] = value
-    with pytest.raises(configlib.ConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         check_meta_agent(config)
         loop_settings(config)
         rollout_plan(config)
@@ -187,7 +218,7 @@ def test_bad_w4s_config_names_the_field(field, value, message):
 def test_jax_meta_agent_needs_weights():
     config = optimize_config()
     config.meta_agent.kind = "jax"
-    with pytest.raises(configlib.ConfigError, match=re.escape("model.path: meta_agent.kind='jax' needs weights")):
+    with pytest.raises(ConfigError, match=re.escape("model.path: meta_agent.kind='jax' needs weights")):
         check_meta_agent(config)
 
 
@@ -202,11 +233,9 @@ def test_rollout_plan_is_tasks_times_seeds():
 
 
 def test_every_field_of_the_w4s_configs_is_documented():
-    from w4s_jax.cli.app import CONFIGS_DIR
-
     for name in ("optimize.py", "collect.py"):
-        config = configlib.load_config_file(CONFIGS_DIR / name)
-        undocumented = [path for path, _ in configlib.iter_leaves(config) if path not in configlib.FIELD_DOCS]
+        config = load_config_file(CONFIGS_DIR / name)
+        undocumented = [path for path, _ in iter_leaves(config) if path not in FIELD_DOCS]
         assert undocumented == [], name
 
 
@@ -218,7 +247,7 @@ def test_a_resumed_run_must_keep_the_deciding_fields(tmp_path):
     config.w4s.max_iterations = 12  # extending a run is fine
     check_resume_fingerprint(Journal(tmp_path / "journal.jsonl"), config)
     config.w4s.candidates_per_turn = 7
-    with pytest.raises(configlib.ConfigError, match=re.escape("w4s.candidates_per_turn: 7 differs from 5 in the journal")):
+    with pytest.raises(ConfigError, match=re.escape("w4s.candidates_per_turn: 7 differs from 5 in the journal")):
         check_resume_fingerprint(Journal(tmp_path / "journal.jsonl"), config)
 
 
@@ -228,11 +257,11 @@ def test_optimize_refuses_several_tasks_before_doing_anything(tmp_path):
     config = optimize_config()
     config.w4s.tasks = "gsm8k,math"
     config.output_dir = str(tmp_path / "never")
-    with pytest.raises(configlib.ConfigError, match=re.escape("w4s.tasks: optimize works on one task")):
+    with pytest.raises(ConfigError, match=re.escape("w4s.tasks: optimize works on one task")):
         optimize.main(config)
     config.w4s.tasks = ""
     config.w4s.seed_workflows = "cot,tree_of_thought"
     config.executor.base_url = "http://127.0.0.1:9/v1"
-    with pytest.raises(configlib.ConfigError, match=re.escape("w4s.seed_workflows: unknown built-in workflow(s) ['tree_of_thought']")):
+    with pytest.raises(ConfigError, match=re.escape("w4s.seed_workflows: unknown built-in workflow(s) ['tree_of_thought']")):
         optimize.main(config)
     assert not (tmp_path / "never").exists()

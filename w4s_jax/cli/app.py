@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 from types import ModuleType
@@ -9,10 +10,15 @@ from types import ModuleType
 from absl import app, flags
 from ml_collections import config_flags
 
-from w4s_jax.configlib import ConfigError, describe_fields, load_config_file
+from w4s_jax.config.errors import ConfigError
+from w4s_jax.config.help import describe_fields
+from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 from w4s_jax.data_errors import DataError
 
-CONFIGS_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
+
+def shown_path(path: pathlib.Path) -> str:
+    """`path` relative to the working directory when it lies below it (a checkout), else absolute."""
+    return os.path.relpath(path) if path.is_relative_to(pathlib.Path.cwd()) else str(path)
 
 
 def run_subcommand(name: str, module: ModuleType, argv: list[str]) -> None:
@@ -26,7 +32,7 @@ def run_subcommand(name: str, module: ModuleType, argv: list[str]) -> None:
     try:
         # ml_collections resolves `--config.FIELD` overrides against the config here already.
         config_flag = config_flags.DEFINE_config_file(
-            "config", str(default), f"ml_collections config file (default: configs/{module.DEFAULT_CONFIG})."
+            "config", str(default), f"ml_collections config file (default: {shown_path(default)})."
         )
     except (AttributeError, KeyError) as error:
         print(f"w4s-jax {name}: configuration error: unknown config field {error}; "
@@ -34,7 +40,8 @@ def run_subcommand(name: str, module: ModuleType, argv: list[str]) -> None:
         sys.exit(2)
     if "--help" in argv or "-h" in argv or "--helpfull" in argv:
         print(f"w4s-jax {name}: {module.DOC}\n")
-        print(f"  --config=FILE        config file (default: configs/{module.DEFAULT_CONFIG})")
+        print(f"  --config=FILE[:ARG]  config file (default: {shown_path(default)}; the shipped ones are in "
+              f"{shown_path(CONFIGS_DIR)})")
         print("  --config.FIELD=VALUE override one field; the fields of the default config:\n")
         try:
             print(describe_fields(load_config_file(default)))

@@ -7,9 +7,9 @@ import sys
 
 import ml_collections
 
-from w4s_jax import bench_report
-from w4s_jax.config_checks import validate
-from w4s_jax.configlib import ConfigError
+from w4s_jax.cli import bench_report
+from w4s_jax.config.config_checks import validate
+from w4s_jax.config.errors import ConfigError
 
 DOC = (
     "Run the project's benchmarks (benchmarks/*.py: forward, sampler, train step, sandbox, executor, "

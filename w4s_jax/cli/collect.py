@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import ml_collections
 
-from w4s_jax.w4s.cli_common import check_run_config, print_summary
+from w4s_jax.cli import w4s_run
 
 DOC = (
     "Run W4S rollouts with the current meta-agent over w4s.tasks x w4s.seeds (all concurrently, "
@@ -19,10 +17,4 @@ DEFAULT_CONFIG = "collect.py"
 
 
 def main(config: ml_collections.ConfigDict) -> None:
-    check_run_config(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from w4s_jax.w4s.meta_agent import policy_from_config
-    from w4s_jax.w4s.runner import run_w4s
-
-    result = run_w4s(config, policy_from_config(config), config.output_dir)
-    print_summary("collect", result)
+    w4s_run.run("collect", config)

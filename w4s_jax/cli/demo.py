@@ -71,7 +71,7 @@ def main(config: ml_collections.ConfigDict) -> None:
     from w4s_jax.cli import rlao
     from w4s_jax.cli.demo_report import write_demo_report
     from w4s_jax.models.weights import smollm2_gguf_path
-    from w4s_jax.w4s.cli_common import check_run_config
+    from w4s_jax.cli.w4s_run import check_run_config
 
     if not config.model.path:
         config.model.path = str(smollm2_gguf_path())

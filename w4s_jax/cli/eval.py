@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import pathlib
 import time
 
 import ml_collections
 
-from w4s_jax import config_checks
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config import config_checks
+from w4s_jax.config.errors import ConfigError
+from w4s_jax.w4s.atomic import atomic_write
 
 DOC = ("Evaluate one workflow file (or a built-in baseline: cot, cot_sc, self_refine, code_generation, "
        "code_writer) on a task split with the configured executor; writes a JSON report with the score, "
@@ -74,17 +74,10 @@ def report_path(config: ml_collections.ConfigDict, workflow_name: str) -> pathli
     return pathlib.Path(config.output_dir) / f"eval_{workflow_name}_{config.task}_{config.split}.json"
 
 
-def write_json_atomically(path: pathlib.Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(partial, path)
-
-
 async def run_eval(config: ml_collections.ConfigDict, source: str, task, examples) -> dict:
-    from w4s_jax.evaluate import evaluate_workflow, executor_handler
     from w4s_jax.executor import ExecutorClient
     from w4s_jax.sandbox import Sandbox
+    from w4s_jax.w4s.scoring import evaluate_workflow, executor_handler
 
     executor = ExecutorClient.from_config(config.executor, config.output_dir)
     try:
@@ -110,6 +103,8 @@ def main(config: ml_collections.ConfigDict) -> None:
         "limit": int(config.limit), "executor_model": str(config.executor.model),
         "wall_s": round(time.monotonic() - started, 3), **report,
     }
-    write_json_atomically(output, report)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(output) as handle:
+        handle.write(json.dumps(report, indent=1, ensure_ascii=False))
     print(f"w4s-jax eval: {workflow_name} on {config.task}/{config.split}: score {report['score']:.4f} over "
           f"{report['num_samples']} samples ({report['num_errors']} errors); report: {output}")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import ml_collections
 
-from w4s_jax.configlib import ConfigError
-from w4s_jax.w4s.cli_common import check_run_config, print_summary
+from w4s_jax.cli import w4s_run
+from w4s_jax.config.errors import ConfigError
 
 DOC = (
     "W4S at inference time: the meta-agent (meta_agent.kind='jax': the in-process model at "
@@ -24,10 +22,4 @@ def main(config: ml_collections.ConfigDict) -> None:
     if config.w4s.tasks and config.w4s.tasks != config.task.name:
         raise ConfigError("w4s.tasks: optimize works on one task, task.name; leave w4s.tasks empty "
                           "(use `w4s-jax collect` for several tasks)")
-    check_run_config(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from w4s_jax.w4s.meta_agent import policy_from_config
-    from w4s_jax.w4s.runner import run_w4s
-
-    result = run_w4s(config, policy_from_config(config), config.output_dir)
-    print_summary("optimize", result)
+    w4s_run.run("optimize", config)

@@ -7,7 +7,7 @@ import logging
 import ml_collections
 from absl import logging as absl_logging
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 
 DOC = (
     "RLAO rounds: collect W4S trajectories with the in-process JAX meta-agent, train on them "
@@ -19,8 +19,8 @@ DEFAULT_CONFIG = "rlao.py"
 
 
 def main(config: ml_collections.ConfigDict) -> None:
-    from w4s_jax.config_checks import validate
-    from w4s_jax.w4s.cli_common import check_run_config
+    from w4s_jax.cli.w4s_run import check_run_config
+    from w4s_jax.config.config_checks import validate
 
     if config.meta_agent.kind != "jax":
         raise ConfigError("meta_agent.kind: rlao trains the in-process meta-agent; fix: --config.meta_agent.kind=jax")

@@ -8,8 +8,8 @@ import sys
 
 import ml_collections
 
-from w4s_jax import config_checks
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config import config_checks
+from w4s_jax.config.errors import ConfigError
 
 DOC = ("OpenAI-compatible HTTP server (/v1/models, /v1/chat/completions with n, temperature, top_p, "
        "max_tokens, stop, seed, stream, response_format json_object) over the JAX sampler; concurrent "

@@ -7,8 +7,8 @@ import sys
 import ml_collections
 from absl import logging as absl_logging
 
-from w4s_jax.config_checks import validate
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.config_checks import validate
+from w4s_jax.config.errors import ConfigError
 
 DOC = (
     "RLAO: reward-weighted regression of the meta-agent on W4S trajectory files (train.data). "

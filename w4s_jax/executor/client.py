@@ -19,7 +19,7 @@ import pathlib
 import random
 from collections.abc import Mapping, Sequence
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 from w4s_jax.executor.accounting import Ledger, ModelUsage, estimate_prompt_tokens_upper_bound, reply_tokens
 from w4s_jax.executor.cache import ResponseCache, request_key
 from w4s_jax.executor.errors import ExecutorError

@@ -87,14 +87,6 @@ def state_shardings(state: nnx.State, mesh: Mesh) -> nnx.State:
     return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
-def shard_model(model: nnx.Module, mesh: Mesh) -> nnx.Module:
-    """Moves every parameter of `model` to its NamedSharding on `mesh` (in place); returns it."""
-    state = nnx.state(model)
-    shardings = state_shardings(state, mesh)
-    nnx.update(model, jax.device_put(state, shardings))
-    return model
-
-
 def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
     """Sharding constraint by logical names under the current mesh; a no-op without one."""
     mesh = jax.sharding.get_abstract_mesh()

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.parallel.mesh import MESH_AXES
 from w4s_jax.rlao.flops import matmul_params, train_flops
@@ -105,13 +105,13 @@ class CompileRequest:
     grad_accum_steps: int
     mesh_shape: tuple[int, int, int]
     lora: LoraConfig | None
-    logits_chunk: int = 512
+    logits_chunk: int = StepConfig.logits_chunk
 
 
 def compile_step(request: CompileRequest, topology: Topology) -> dict:
     """Compiles one train step; returns the per-chip memory and FLOPs of the program."""
     mesh = mesh_over(topology.devices, request.mesh_shape)
-    optimizer = OptimizerConfig(learning_rate=1e-5, warmup_steps=10, total_steps=1000)
+    optimizer = OptimizerConfig(total_steps=1000)  # the schedule does not change memory or FLOPs
     program = TrainProgram(request.model, mesh, optimizer, StepConfig(request.logits_chunk, request.lora))
     start = time.perf_counter()
     with jax.set_mesh(mesh):
@@ -162,7 +162,7 @@ def plan_and_compile(
     grad_accum_steps: int = 1,
     mesh: str = "auto",
     lora: LoraConfig | None = None,
-    logits_chunk: int = 512,
+    logits_chunk: int = StepConfig.logits_chunk,
     max_rows_per_group: int = 16,
     log: Callable[[str], None] = print,
 ) -> dict:

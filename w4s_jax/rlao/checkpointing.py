@@ -17,7 +17,7 @@ from typing import Any
 import grain
 import orbax.checkpoint as ocp
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

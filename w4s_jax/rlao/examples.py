@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 from w4s_jax.rlao.trajectories import Trajectory
 
 WEIGHT_MODES = ("raw", "clip", "normalize")

@@ -8,11 +8,11 @@ import ml_collections
 from flax import nnx
 from jax.sharding import Mesh
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 from w4s_jax.models import load_model
 from w4s_jax.models.config import ModelConfig
-from w4s_jax.rlao.byte_tokenizer import ByteChatTokenizer
 from w4s_jax.rlao.examples import TrainingTokenizer
+from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
 
 
 def load_tokenizer(config: ml_collections.ConfigDict) -> TrainingTokenizer:

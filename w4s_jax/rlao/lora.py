@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -32,10 +32,10 @@ class LoraConfig:
 
     def __post_init__(self) -> None:
         if self.rank < 1:
-            raise ConfigError(f"train.lora.rank: must be >= 1, got {self.rank}")
+            raise ConfigError(f"lora.rank: must be >= 1, got {self.rank}")
         unknown = set(self.targets) - set(DEFAULT_TARGETS)
         if unknown or not self.targets:
-            raise ConfigError(f"train.lora.targets: {sorted(unknown) or 'empty'}; choose from {DEFAULT_TARGETS}")
+            raise ConfigError(f"lora.targets: {sorted(unknown) or 'empty'}; choose from {DEFAULT_TARGETS}")
 
     @property
     def scale(self) -> float:

@@ -7,7 +7,7 @@ import dataclasses
 import jax
 import optax
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 from w4s_jax.rlao.examples import Example
 
 FEATURES = ("inputs", "targets", "target_scale", "example_weight")

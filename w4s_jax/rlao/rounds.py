@@ -17,7 +17,7 @@ from typing import Any
 import ml_collections
 from flax import nnx
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.examples import TrainingTokenizer
 from w4s_jax.rlao.train_step import abstract_model

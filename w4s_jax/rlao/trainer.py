@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.errors import ConfigError
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.checkpointing import CheckpointConfig, PreemptionFlag, RunCheckpoints
 from w4s_jax.rlao.examples import DataReport, Example, TrainingTokenizer, WeightConfig, build_examples

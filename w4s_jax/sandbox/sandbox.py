@@ -84,8 +84,9 @@ class SandboxSettings:
 
 
 def workflow_hash(source: str) -> str:
-    """First 16 hex digits of the source's sha256: the workflow part of every executor scope."""
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+    """Short content hash (12 hex digits of the stripped source's sha256) naming a workflow everywhere:
+    the workflow part of every executor scope, and the W4S archive, journal and trajectories."""
+    return hashlib.sha256(source.strip().encode("utf-8")).hexdigest()[:12]
 
 
 @dataclass

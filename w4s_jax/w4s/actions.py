@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import hashlib
 import re
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -28,11 +27,6 @@ class Action:
     @property
     def valid(self) -> bool:
         return self.workflow is not None
-
-
-def workflow_hash(source: str) -> str:
-    """Short content hash naming a workflow in the archive, the journal and executor cache scopes."""
-    return hashlib.sha256(source.strip().encode("utf-8")).hexdigest()[:12]
 
 
 def _defines_solver(tree: ast.Module) -> bool:

@@ -2,7 +2,7 @@
 
 The .py files let a person read or rerun any workflow (`w4s-jax eval --config.workflow=...`); the
 index holds what the loop needs (validation score, origin, feedback). Files are written atomically
-(temp file + rename) so a crash never leaves a half-written index.
+(`atomic_write`) so a crash never leaves a half-written index.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import pathlib
 from typing import Any
 
+from w4s_jax.w4s.atomic import atomic_write
 from w4s_jax.w4s.prompts import ArchiveView
 
 
@@ -27,12 +28,6 @@ class ArchiveEntry:
     iteration: int
     feedback: str
     file: str
-
-
-def write_atomic(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class Archive:
@@ -52,7 +47,8 @@ class Archive:
         name = origin.removeprefix("seed:") if origin.startswith("seed:") else f"workflow_{len(self.entries):03d}"
         file = f"{len(self.entries):03d}_{workflow_hash}.py"
         entry = ArchiveEntry(name, workflow_hash, origin, val_score, iteration, feedback, file)
-        write_atomic(self.directory / file, source)
+        with atomic_write(self.directory / file) as handle:
+            handle.write(source)
         self.entries.append(entry)
         self.sources[workflow_hash] = source
         self._write_index()
@@ -60,7 +56,8 @@ class Archive:
 
     def _write_index(self) -> None:
         index: dict[str, Any] = {"entries": [dataclasses.asdict(entry) for entry in self.entries]}
-        write_atomic(self.directory / "index.json", json.dumps(index, indent=2, ensure_ascii=False) + "\n")
+        with atomic_write(self.directory / "index.json") as handle:
+            handle.write(json.dumps(index, indent=2, ensure_ascii=False) + "\n")
 
     def best(self) -> ArchiveEntry:
         """Highest validation score; the earliest entry wins ties (a later copy has to beat it)."""

@@ -13,23 +13,22 @@ journal on a rerun: that is what makes a killed run resume to the same result.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from w4s_jax.sandbox import workflow_hash
 from w4s_jax.w4s import prompts
-from w4s_jax.w4s.actions import Action, parse_action, workflow_hash
-from w4s_jax.w4s.actor import GenerationBatcher
+from w4s_jax.w4s.actions import Action, parse_action
 from w4s_jax.w4s.archive import Archive
+from w4s_jax.w4s.concurrency import gather_or_cancel
 from w4s_jax.w4s.evaluations import JournaledEvaluations
 from w4s_jax.w4s.feedback import feedback_text
+from w4s_jax.w4s.generation_batcher import GenerationBatcher
 from w4s_jax.w4s.journal import Journal
 from w4s_jax.w4s.outcomes import EvalOutcome
 from w4s_jax.w4s.rewards import RewardRule
-
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,18 +86,6 @@ class TurnLog:
     chosen_feedback: str = ""  # feedback on the selected candidate ('' when none could be selected)
 
 
-async def gather_or_cancel(coroutines: Sequence[Awaitable[T]]) -> list[T]:
-    """Like asyncio.gather, but the first error cancels the siblings (no orphans paying for calls)."""
-    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
 def derive_seed(*parts: object) -> int:
     """A 31-bit sampling seed for one (rollout, episode, turn, candidate, repair)."""
     digest = hashlib.sha256("/".join(str(part) for part in parts).encode()).digest()
@@ -145,15 +132,12 @@ class Rollout:
     # ------------------------------------------------------------------ the loop
 
     async def run(self) -> None:
-        """The whole rollout; the caller has joined it to the batcher and this leaves it at the end."""
-        try:
-            latest = await self._seed_archive()
-            episode = 0
-            while self.iteration < self.settings.max_iterations:
-                latest = await self._episode(episode, latest)
-                episode += 1
-        finally:
-            self.batcher.leave()
+        """The whole rollout; a participant of the batcher (the runner starts it with `batcher.gather`)."""
+        latest = await self._seed_archive()
+        episode = 0
+        while self.iteration < self.settings.max_iterations:
+            latest = await self._episode(episode, latest)
+            episode += 1
 
     async def _seed_archive(self) -> tuple[float, str]:
         """Scores the seed workflows into the archive; returns (score, feedback) of the last one."""
@@ -184,13 +168,9 @@ class Rollout:
 
     async def _turn(self, episode: int, turn: int, state: list[dict[str, str]], previous: float) -> TurnLog:
         best_before = self.archive.best_score()
-        m = self.settings.candidates_per_turn
-        self.batcher.join(m)
-        self.batcher.leave()  # this coroutine waits on its candidates; only they generate
-        try:
-            candidates = await gather_or_cancel([self._candidate(episode, turn, c, state) for c in range(m)])
-        finally:
-            self.batcher.join()
+        candidates = await self.batcher.gather(
+            [self._candidate(episode, turn, c, state) for c in range(self.settings.candidates_per_turn)],
+            handing_over=True)  # this rollout waits on its candidates; only they generate
         rule = self.settings.reward
         for candidate in candidates:
             candidate.reward = rule.reward(candidate.score, best_before, previous)
@@ -219,23 +199,20 @@ class Rollout:
         return log
 
     async def _candidate(self, episode: int, turn: int, index: int, state: list[dict[str, str]]) -> Candidate:
-        try:
-            key = f"{self.rollout_id}/e{episode}/t{turn}/c{index}"
-            reply = await self.batcher.generate(f"{key}/r0", state,
-                                                derive_seed(self.rollout_id, episode, turn, index, 0))
-            action = parse_action(reply)
-            candidate = Candidate(index, reply, reply, action)
-            if not action.valid:
-                candidate.note = f"invalid action: {action.invalid_reason}"
-                self.journal.put("invalid_action", key, rollout=self.rollout_id, reason=action.invalid_reason,
-                                 reply=reply)
-                return candidate
-            await self._check_and_repair(candidate, key, state, episode, turn)
-            if not candidate.check_failed:
-                candidate.outcome = await self._validate(candidate.action.workflow, self.val_examples)
+        """One candidate: a participant of the batcher (its rollout hands over to it in `_turn`)."""
+        key = f"{self.rollout_id}/e{episode}/t{turn}/c{index}"
+        reply = await self.batcher.generate(f"{key}/r0", state, derive_seed(self.rollout_id, episode, turn, index, 0))
+        action = parse_action(reply)
+        candidate = Candidate(index, reply, reply, action)
+        if not action.valid:
+            candidate.note = f"invalid action: {action.invalid_reason}"
+            self.journal.put("invalid_action", key, rollout=self.rollout_id, reason=action.invalid_reason,
+                             reply=reply)
             return candidate
-        finally:
-            self.batcher.leave()
+        await self._check_and_repair(candidate, key, state, episode, turn)
+        if not candidate.check_failed:
+            candidate.outcome = await self._validate(candidate.action.workflow, self.val_examples)
+        return candidate
 
     async def _check_and_repair(self, candidate: Candidate, key: str, state: list[dict[str, str]],
                                 episode: int, turn: int) -> None:

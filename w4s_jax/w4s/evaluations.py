@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from w4s_jax.w4s.actions import workflow_hash
+from w4s_jax.sandbox import workflow_hash
 from w4s_jax.w4s.journal import Journal
 from w4s_jax.w4s.outcomes import EvalOutcome
 

@@ -1,6 +1,6 @@
 """A W4S run on several hosts (the in-process sampler under multi-controller JAX).
 
-Each host runs its share of the rollouts (`actor.host_share`) and keeps its own journal, archive,
+Each host runs its share of the rollouts (`host_share`) and keeps its own journal, archive,
 executor cache and report under `output_dir/host<i>`, so no file is written by two processes and no
 shared filesystem is needed. Generation is collective (`policy.SamplerPolicy`); what else has to be
 run-wide is gathered here: the final choice per task (by validation score across all hosts' rollouts,
@@ -13,11 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from w4s_jax.parallel.distributed import allgather_json
 from w4s_jax.w4s.report import BestWorkflow
+
+T = TypeVar("T")
+
+
+def host_share(items: Sequence[T], process_index: int, process_count: int) -> list[T]:
+    """The rollouts one host runs (round-robin); every host contributes its own rollouts' prompts."""
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} is not in [0, {process_count})")
+    return [item for position, item in enumerate(items) if position % process_count == process_index]
 
 
 def host_output_dir(output_dir: pathlib.Path, process_index: int, process_count: int) -> pathlib.Path:

@@ -136,13 +136,6 @@ def next_turn_message(feedback: str) -> str:
     )
 
 
-def invalid_action_message(reason: str) -> str:
-    return (
-        f"Your reply contained no usable workflow: {reason}. Reply with your analysis and one fenced python "
-        "block defining `solver(agent, task)`."
-    )
-
-
 def repair_message(error: str, line: str) -> str:
     """User message asking for a fix after the workflow failed on a check sample."""
     where = f"\nThe failing line:\n    {line.strip()}" if line.strip() else ""

@@ -20,11 +20,11 @@ from w4s_jax import tasks as task_registry
 from w4s_jax.executor import ExecutorClient
 from w4s_jax.executor.errors import BudgetExceeded
 from w4s_jax.sandbox import Sandbox
-from w4s_jax.w4s.actor import GenerationBatcher, host_share
 from w4s_jax.w4s.archive import Archive
 from w4s_jax.w4s.episode import Rollout
 from w4s_jax.w4s.evaluations import JournaledEvaluations
-from w4s_jax.w4s.hosts import choose_across_hosts, first_reason, gather_records, host_output_dir
+from w4s_jax.w4s.generation_batcher import GenerationBatcher
+from w4s_jax.w4s.hosts import choose_across_hosts, first_reason, gather_records, host_output_dir, host_share
 from w4s_jax.w4s.journal import Journal
 from w4s_jax.w4s.policy import ROLE as META_ROLE
 from w4s_jax.w4s.policy import OpenAIPolicy, Policy
@@ -48,13 +48,6 @@ class RunResult:
     trajectory_count: int
     stopped_reason: str
 
-    @property
-    def best_workflow(self) -> str:
-        """Source of the final workflow of the first task (the only one for `optimize`)."""
-        if not self.best_workflows:
-            raise ValueError(f"no workflow was scored on validation ({self.stopped_reason or 'no rollout ran'})")
-        return next(iter(self.best_workflows.values())).source
-
 
 def run_w4s(config: Any, policy: Policy, output_dir: str | pathlib.Path) -> RunResult:
     """Synchronous entry point (one event loop for the whole run)."""
@@ -67,18 +60,6 @@ async def _run_rollout(rollout: Rollout) -> None:
     except BudgetExceeded as error:
         rollout.stopped_reason = str(error)
         LOG.warning("%s stopped: %s", rollout.rollout_id, error)
-
-
-async def _run_all(rollouts: list[Rollout]) -> None:
-    """Runs the rollouts concurrently; any error other than the budget cancels the others."""
-    running = [asyncio.create_task(_run_rollout(rollout)) for rollout in rollouts]
-    try:
-        await asyncio.gather(*running)
-    except BaseException:
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
-        raise
 
 
 def _choose(task_name: str, rollouts: list[Rollout]) -> BestWorkflow | None:
@@ -129,8 +110,8 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
                         archive=Archive(output_dir / "archive" / rollout_id), on_turn=progress.on_turn)
                 for rollout_id, (name, seed) in zip(rollout_ids, plan)
             ]
-            batcher.join(len(rollouts))
-            await _run_all(rollouts)
+            # All rollouts at once, each a participant of the batcher; any error but the budget cancels the rest.
+            await batcher.gather([_run_rollout(rollout) for rollout in rollouts])
             await policy.finish()
             stopped = first_reason(next((r.stopped_reason for r in rollouts if r.stopped_reason), ""))
             local = [(all_ids.index(choice.rollout_id), choice) for name in tasks

@@ -1,6 +1,6 @@
 """The real `Evaluator`: workflows run in the sandbox, the agent's calls land in the executor client.
 
-An adapter from `w4s_jax.evaluate.evaluate_workflow`'s report to what the loop keeps (`EvalOutcome`):
+An adapter from `w4s_jax.w4s.scoring.evaluate_workflow`'s report to what the loop keeps (`EvalOutcome`):
 the question and gold answer come from the examples, the failing line's text from the workflow
 source (the sandbox reports its number).
 
@@ -16,10 +16,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from w4s_jax.evaluate import evaluate_workflow, executor_handler
 from w4s_jax.executor.errors import ExecutorError
-from w4s_jax.sandbox import workflow_hash as sandbox_scope_prefix
+from w4s_jax.sandbox import workflow_hash
 from w4s_jax.w4s.outcomes import CaseResult, EvalOutcome
+from w4s_jax.w4s.scoring import evaluate_workflow, executor_handler
 
 MAX_ANSWER_CHARS = 2000
 
@@ -56,7 +56,7 @@ class SandboxEvaluator:
         sandbox.handler = handle
 
     async def evaluate(self, source: str, task: Any, examples: Sequence[Any]) -> EvalOutcome:
-        prefix = sandbox_scope_prefix(source)
+        prefix = workflow_hash(source)
         self.failures.pop(prefix, None)
         report = await evaluate_workflow(source, task, list(examples), self.sandbox, self.executor)
         failure = self.failures.pop(prefix, None)

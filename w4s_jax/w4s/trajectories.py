@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 from collections.abc import Iterable
 from typing import Any
 
-from w4s_jax.w4s.actions import workflow_hash
+from w4s_jax.sandbox import workflow_hash
+from w4s_jax.w4s.atomic import atomic_write
 from w4s_jax.w4s.episode import Rollout
 
 SCHEMA = "w4s-trajectory/1"
@@ -49,14 +49,9 @@ def trajectory_records(run_name: str, rollout: Rollout) -> Iterable[dict[str, An
 
 def write_trajectories(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> int:
     """Writes the records (`trajectory_records` of every rollout) to `path` (JSONL); returns their number."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_write(path) as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
     return count

@@ -1,16 +1,17 @@
 """`w4s-jax eval`: one workflow file (or a built-in baseline) on one task split; a JSON report.
 
-    w4s-jax eval --config=configs/eval.py --config.workflow=cot --config.task=gsm8k \
+    w4s-jax eval --config=w4s_jax/configs/eval.py --config.workflow=cot --config.task=gsm8k \
         --config.split=validate --config.limit=20 --config.executor.base_url=http://127.0.0.1:8000/v1
 """
 
 import ml_collections
 
-from w4s_jax import configlib
+from w4s_jax.config import sections
+from w4s_jax.config.fields import section
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = configlib.section(
+    config = section(
         "",
         workflow=("cot", "a workflow .py file defining solver(agent, task), or a built-in name: "
                          "cot, cot_sc, self_refine, code_generation, code_writer"),
@@ -22,7 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
         output=("", "path of the JSON report; '' = <output_dir>/eval_<workflow>_<task>_<split>.json"),
         hidden_test_timeout_s=(30.0, "wall-clock limit for running the hidden tests of one code-task answer, seconds"),
     )
-    config.executor = configlib.executor_section()
-    config.sandbox = configlib.sandbox_section()
-    config.update(configlib.output_fields("runs/eval"))
+    config.executor = sections.executor_section()
+    config.sandbox = sections.sandbox_section()
+    config.update(sections.output_fields("runs/eval"))
     return config

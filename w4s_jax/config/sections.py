@@ -1,34 +1,17 @@
-"""Config sections shared by the files in configs/, with a one-line doc for every field.
+"""The config sections that files in `w4s_jax/configs/` compose, with a one-line doc for every field.
 
-Config files stay data: each `configs/<name>.py` composes the sections below in `get_config()` and
-overrides values. `FIELD_DOCS` documents every leaf by its dotted path; `tests/test_configs.py`
-checks that no config in configs/ has an undocumented field. A field whose doc starts with "map:"
-is a free-form mapping whose keys are not documented one by one.
+Config files stay data: each composes sections in `get_config()` and overrides values. Where a typed
+dataclass consumes a section (`SandboxSettings`, `OptimizerConfig`, `LoraConfig`, `StepConfig`,
+`WeightConfig`, `CheckpointConfig`), the section takes its defaults from that dataclass, so every
+default is written once, by the code that uses it. Those imports are local to their section, so a
+config without training sections loads without importing JAX.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-from collections.abc import Iterator
-
 import ml_collections
 
-
-class ConfigError(ValueError):
-    """A config value or combination that cannot work; the message names the field and the fix."""
-
-
-FIELD_DOCS: dict[str, str] = {}
-
-
-def section(prefix: str, **fields: tuple[object, str]) -> ml_collections.ConfigDict:
-    """Builds one config section from `name=(default, one-line doc)` pairs and records the docs."""
-    values = {}
-    for name, (value, doc) in fields.items():
-        FIELD_DOCS[f"{prefix}.{name}" if prefix else name] = doc
-        values[name] = value
-    return ml_collections.ConfigDict(values)
+from w4s_jax.config.fields import section
 
 
 def model_section() -> ml_collections.ConfigDict:
@@ -111,19 +94,21 @@ def executor_section() -> ml_collections.ConfigDict:
 
 
 def sandbox_section() -> ml_collections.ConfigDict:
+    from w4s_jax.sandbox.sandbox import SandboxSettings
+
     return section(
         "sandbox",
-        sample_timeout_s=(120.0, "wall-clock limit per sample, seconds"),
-        workflow_timeout_s=(1800.0, "wall-clock limit for one workflow over all its samples, seconds"),
-        cpu_seconds=(60, "CPU-time limit per worker process, seconds"),
-        memory_mb=(1024, "address-space limit per worker process, MiB"),
-        max_file_mb=(16, "largest file a worker may write, MiB"),
-        max_open_files=(64, "open file descriptors per worker"),
-        max_output_bytes=(1_000_000, "largest answer or captured stdout per sample, bytes"),
-        execute_code_timeout_s=(10.0, "wall-clock limit for one execute_code() call, seconds"),
-        workers=(16, "sandbox worker processes per workflow (samples run concurrently)"),
-        max_threads=(32, "threads (tasks) per worker, enforced by RLIMIT_NPROC under the worker's own uid"),
-        workdir_mb=(64, "size cap of a worker's private working directory (a tmpfs in its mount namespace), MiB"),
+        sample_timeout_s=(SandboxSettings.sample_timeout_s, "wall-clock limit per sample, seconds"),
+        workflow_timeout_s=(SandboxSettings.workflow_timeout_s, "wall-clock limit for one workflow over all its samples, seconds"),
+        cpu_seconds=(SandboxSettings.cpu_seconds, "CPU-time limit per worker process, seconds"),
+        memory_mb=(SandboxSettings.memory_mb, "address-space limit per worker process, MiB"),
+        max_file_mb=(SandboxSettings.max_file_mb, "largest file a worker may write, MiB"),
+        max_open_files=(SandboxSettings.max_open_files, "open file descriptors per worker"),
+        max_output_bytes=(SandboxSettings.max_output_bytes, "largest answer or captured stdout per sample, bytes"),
+        execute_code_timeout_s=(SandboxSettings.execute_code_timeout_s, "wall-clock limit for one execute_code() call, seconds"),
+        workers=(SandboxSettings.workers, "sandbox worker processes per workflow (samples run concurrently)"),
+        max_threads=(SandboxSettings.max_threads, "threads (tasks) per worker, enforced by RLIMIT_NPROC under the worker's own uid"),
+        workdir_mb=(SandboxSettings.workdir_mb, "size cap of a worker's private working directory (a tmpfs in its mount namespace), MiB"),
     )
 
 
@@ -136,43 +121,6 @@ def task_section() -> ml_collections.ConfigDict:
         test_limit=(0, "use only the first N test samples (0 = all)"),
         seed=(0, "seed for splits of single-file benchmarks and option shuffling"),
     )
-
-
-def load_config_file(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-    """Loads `get_config()` from a config file, with a clear error naming the file.
-
-    `FILE.py:ARG` calls `get_config(ARG)`, as `--config=FILE.py:ARG` does on the command line.
-    """
-    path, separator, arg = str(path).partition(".py:")
-    path = pathlib.Path(path + ".py" if separator else path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"w4s_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"{path}: defines no get_config()")
-    return module.get_config(arg) if separator else module.get_config()
-
-
-def iter_leaves(config: ml_collections.ConfigDict, prefix: str = "") -> Iterator[tuple[str, object]]:
-    """Yields (dotted path, value) for every leaf, stopping at documented maps."""
-    for key, value in config.items():
-        path = f"{prefix}.{key}" if prefix else key
-        if isinstance(value, ml_collections.ConfigDict) and not FIELD_DOCS.get(path, "").startswith("map:"):
-            yield from iter_leaves(value, path)
-        else:
-            yield path, value
-
-
-def describe_fields(config: ml_collections.ConfigDict) -> str:
-    """One line per field: path, default and doc (what `--help` prints)."""
-    lines = []
-    for path, value in iter_leaves(config):
-        doc = FIELD_DOCS.get(path, "(undocumented)")
-        shown = repr(value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value)
-        lines.append(f"  --config.{path}={shown}\n      {doc}")
-    return "\n".join(lines)
 
 
 def meta_agent_section() -> ml_collections.ConfigDict:
@@ -229,88 +177,10 @@ def bench_fields() -> ml_collections.ConfigDict:
     )
 
 
-# Model sizes a meta-agent is scaled over: the preset and the rematerialisation that fits training.
-MODEL_SIZES: dict[str, dict[str, str]] = {
-    "135m": {"preset": "smollm2_135m", "remat": "none"},
-    "0.5b": {"preset": "qwen2p5_0p5b", "remat": "none"},
-    "1.5b": {"preset": "qwen2p5_1p5b", "remat": "dots_with_no_batch_dims_saveable"},
-    "7b": {"preset": "qwen2p5_coder_7b", "remat": "full"},
-    "14b": {"preset": "qwen2p5_14b", "remat": "full"},
-    "32b": {"preset": "qwen2p5_32b", "remat": "full"},
-}
-
-# Machines: the mesh (data, fsdp, tensor; -1 = the rest), the dtypes, and per model size the global
-# micro-batch (packed rows of train.seq_len = 4096 tokens per gradient micro-step, a multiple of
-# data x fsdp) that fits memory with the size's remat policy; `w4s-jax aot` confirms the TPU rows
-# (configs/README.md). A size missing from `micro_batch` does not fit that machine.
-HARDWARE_PRESETS: dict[str, dict] = {
-    "cpu": {
-        "doc": "one CPU host: tests, the offline demo, debugging",
-        "devices": 0, "data": -1, "fsdp": 1, "tensor": 1, "dtype": "float32", "param_dtype": "float32",
-        "micro_batch": {"135m": 2, "0.5b": 1},
-    },
-    "gpu-1": {
-        "doc": "one 80 GB GPU (H100/A100)",
-        "devices": 1, "data": 1, "fsdp": 1, "tensor": 1, "dtype": "bfloat16", "param_dtype": "float32",
-        "micro_batch": {"135m": 16, "0.5b": 8, "1.5b": 4},
-    },
-    "v5p-8": {
-        "doc": "TPU v5p-8 slice: 4 chips x 95 GiB HBM, one host",
-        "devices": 4, "data": 1, "fsdp": 4, "tensor": 1, "dtype": "bfloat16", "param_dtype": "float32",
-        "micro_batch": {"135m": 64, "0.5b": 32, "1.5b": 16, "7b": 8, "14b": 4},
-    },
-    "v5e-16": {
-        "doc": "TPU v5e-16 slice: 16 chips x 16 GiB HBM, 4 hosts",
-        "devices": 16, "data": 1, "fsdp": 16, "tensor": 1, "dtype": "bfloat16", "param_dtype": "float32",
-        "micro_batch": {"135m": 64, "0.5b": 32, "1.5b": 16, "7b": 16},
-    },
-    "v5p-64": {
-        "doc": "TPU v5p-64 slice: 32 chips x 95 GiB HBM, 8 hosts",
-        "devices": 32, "data": 2, "fsdp": 16, "tensor": 1, "dtype": "bfloat16", "param_dtype": "float32",
-        "micro_batch": {"0.5b": 128, "1.5b": 64, "7b": 32, "14b": 32, "32b": 32},
-    },
-    "h100-2x8": {
-        "doc": "2 nodes x 8 H100 80 GB (SLURM): fsdp inside a node over NVLink, data across nodes",
-        "devices": 16, "data": 2, "fsdp": 8, "tensor": 1, "dtype": "bfloat16", "param_dtype": "float32",
-        "micro_batch": {"0.5b": 64, "1.5b": 32, "7b": 16, "14b": 16, "32b": 16},
-    },
-}
-
-
-def apply_hardware_preset(
-    config: ml_collections.ConfigDict, hardware: str, size: str = "", micro_batch_field: str = ""
-) -> ml_collections.ConfigDict:
-    """Sets mesh and dtypes for `hardware` and, given a `size`, the model preset, remat and micro-batch.
-
-    `micro_batch_field` is the dotted path of the trainer's micro-batch field (set only when given and
-    present in `config`). Unknown names and sizes that do not fit the machine raise `ConfigError`.
-    """
-    if hardware not in HARDWARE_PRESETS:
-        raise ConfigError(f"hardware preset {hardware!r} is unknown; fix: use one of {sorted(HARDWARE_PRESETS)}")
-    machine = HARDWARE_PRESETS[hardware]
-    for axis in ("data", "fsdp", "tensor"):
-        config.mesh[axis] = machine[axis]
-    config.model.dtype = machine["dtype"]
-    config.model.param_dtype = machine["param_dtype"]
-    if not size:
-        return config
-    if size not in MODEL_SIZES:
-        raise ConfigError(f"model size {size!r} is unknown; fix: use one of {sorted(MODEL_SIZES)}")
-    if size not in machine["micro_batch"]:
-        raise ConfigError(f"model size {size!r} does not fit {hardware}; fix: use one of {sorted(machine['micro_batch'])}")
-    config.model.preset = MODEL_SIZES[size]["preset"]
-    config.model.remat = MODEL_SIZES[size]["remat"]
-    *parents, name = micro_batch_field.split(".") if micro_batch_field else [""]
-    target = config
-    for part in parents:
-        target = target.get(part, ml_collections.ConfigDict())
-    if name and name in target:
-        target[name] = machine["micro_batch"][size]
-    return config
-
-
 def train_section() -> ml_collections.ConfigDict:
     """RLAO trainer: data, batch shape and loop (w4s_jax/rlao)."""
+    from w4s_jax.rlao.train_step import StepConfig
+
     return section(
         "train",
         data=("", "trajectory files (schema w4s-trajectory/1), comma-separated; a directory means its trajectories.jsonl"),
@@ -320,7 +190,7 @@ def train_section() -> ml_collections.ConfigDict:
         steps=(0, "optimizer steps; 0 = derived from `epochs` and the dataset's token count"),
         epochs=(2.0, "passes over the examples when steps = 0"),
         seed=(0, "seed of the data order and of LoRA initialisation"),
-        logits_chunk=(512, "sequence positions per logits chunk in the loss (never the full [B, T, V] logits)"),
+        logits_chunk=(StepConfig.logits_chunk, "sequence positions per logits chunk in the loss (never the full [B, T, V] logits)"),
         packing_bins=(0, "first-fit packing bins (more = less padding); 0 = rows per host per step"),
         tokenizer=("", "chat tokenizer: '' = from model.path, 'bytes' = byte-level (the tiny preset), or a path"),
         progress=(True, "tqdm progress bar on the console"),
@@ -330,53 +200,63 @@ def train_section() -> ml_collections.ConfigDict:
 
 def rlao_section() -> ml_collections.ConfigDict:
     """RLAO training data: which candidates become examples, and their weights w = exp(reward / tau)."""
+    from w4s_jax.rlao.examples import WeightConfig
+
     return section(
         "rlao",
-        tau=(0.4, "temperature of the reward weights w = exp(r / tau)"),
-        weight_mode=("raw", "raw, clip (at max_weight) or normalize (mean weight 1 over the dataset)"),
-        max_weight=(0.0, "largest weight with weight_mode=clip"),
+        tau=(WeightConfig.tau, "temperature of the reward weights w = exp(r / tau)"),
+        weight_mode=(WeightConfig.mode, "raw, clip (at max_weight) or normalize (mean weight 1 over the dataset)"),
+        max_weight=(WeightConfig.max_weight, "largest weight with weight_mode=clip"),
         keep_invalid=(False, "also train on invalid actions and on workflows that failed their check after the "
                              "last repair (the paper trains on neither; both stay in the trajectories)"),
     )
 
 
 def optimizer_section() -> ml_collections.ConfigDict:
+    from w4s_jax.rlao.optimizer import OptimizerConfig
+
     return section(
         "optimizer",
-        learning_rate=(1e-5, "peak learning rate (AdamW)"),
-        warmup_steps=(10, "linear warmup steps from 0 to the peak"),
-        end_lr_ratio=(0.1, "cosine decay ends at learning_rate x this"),
-        b1=(0.9, "AdamW beta1"),
-        b2=(0.95, "AdamW beta2"),
-        eps=(1e-8, "AdamW epsilon"),
-        weight_decay=(0.0, "decoupled weight decay on matrices"),
-        clip_norm=(1.0, "global gradient-norm clipping (0 = off)"),
+        learning_rate=(OptimizerConfig.learning_rate, "peak learning rate (AdamW)"),
+        warmup_steps=(OptimizerConfig.warmup_steps, "linear warmup steps from 0 to the peak"),
+        end_lr_ratio=(OptimizerConfig.end_lr_ratio, "cosine decay ends at learning_rate x this"),
+        b1=(OptimizerConfig.b1, "AdamW beta1"),
+        b2=(OptimizerConfig.b2, "AdamW beta2"),
+        eps=(OptimizerConfig.eps, "AdamW epsilon"),
+        weight_decay=(OptimizerConfig.weight_decay, "decoupled weight decay on matrices"),
+        clip_norm=(OptimizerConfig.clip_norm, "global gradient-norm clipping (0 = off)"),
     )
 
 
 def lora_section() -> ml_collections.ConfigDict:
+    from w4s_jax.rlao.lora import LoraConfig
+
     return section(
         "lora",
         enabled=(False, "train LoRA adapters instead of all parameters (the base stays frozen)"),
-        rank=(16, "adapter rank r"),
-        alpha=(32.0, "adapter scale numerator: W + (alpha / r) A @ B"),
-        targets=("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "comma-separated kernels that get adapters"),
+        rank=(LoraConfig.rank, "adapter rank r"),
+        alpha=(LoraConfig.alpha, "adapter scale numerator: W + (alpha / r) A @ B"),
+        targets=(",".join(LoraConfig.targets), "comma-separated kernels that get adapters"),
     )
 
 
 def checkpoint_section() -> ml_collections.ConfigDict:
+    from w4s_jax.rlao.checkpointing import CheckpointConfig
+
     return section(
         "checkpoint",
         dir=("", "orbax checkpoint directory; '' = <output_dir>/checkpoints"),
-        every_steps=(50, "save every N optimizer steps (and always at the end and on SIGTERM)"),
-        keep=(3, "checkpoints kept"),
-        async_save=(True, "write checkpoints in the background while training goes on"),
+        every_steps=(CheckpointConfig.every_steps, "save every N optimizer steps (and always at the end and on SIGTERM)"),
+        keep=(CheckpointConfig.keep, "checkpoints kept"),
+        async_save=(CheckpointConfig.async_save, "write checkpoints in the background while training goes on"),
         resume=(True, "continue from the latest checkpoint in dir when there is one"),
     )
 
 
 def aot_fields() -> ml_collections.ConfigDict:
     """Top-level fields of `w4s-jax aot` (merge with `config.update(...)`)."""
+    from w4s_jax.rlao.train_step import StepConfig
+
     return section(
         "",
         topology=("v5p-8", "TPU slice to compile for: v5p-N, v5e-N (v5litepod-N), v4-N, v6e-N"),
@@ -384,7 +264,7 @@ def aot_fields() -> ml_collections.ConfigDict:
         micro_batch=(0, "rows per micro-step per data-parallel group; 0 = the largest that fits HBM"),
         grad_accum_steps=(1, "micro-steps per optimizer step in the compiled step"),
         mesh=("auto", "'auto' (the best mesh that fits) or 'data,fsdp,tensor' sizes"),
-        logits_chunk=(512, "sequence positions per logits chunk in the loss"),
+        logits_chunk=(StepConfig.logits_chunk, "sequence positions per logits chunk in the loss"),
         max_rows_per_group=(16, "auto micro-batch search stops at this many rows per data-parallel group"),
         output=("aot.json", "JSON report path"),
     )

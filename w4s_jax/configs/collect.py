@@ -2,11 +2,11 @@
 
 import ml_collections
 
-from w4s_jax import configlib
+from w4s_jax.config import sections
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = configlib.w4s_run_config("runs/collect")
+    config = sections.w4s_run_config("runs/collect")
     config.w4s.tasks = "gsm8k,math,drop"
     config.w4s.seeds = "0,1"
     config.w4s.test_eval = False  # collection feeds training; test scores belong to the final evaluation

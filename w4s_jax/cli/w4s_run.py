@@ -1,11 +1,15 @@
-"""What `w4s-jax optimize` and `w4s-jax collect` share: up-front config checks and the summary."""
+"""The body `w4s-jax optimize` and `w4s-jax collect` share: check the config, run W4S, print a summary.
+
+`rlao` runs the same up-front checks (`check_run_config`) before its rounds.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from w4s_jax.config_checks import validate
-from w4s_jax.configlib import ConfigError
+from w4s_jax.config.config_checks import validate
+from w4s_jax.config.errors import ConfigError
 from w4s_jax.w4s.seeds import seed_workflows
 from w4s_jax.w4s.settings import check_meta_agent, loop_settings, rollout_plan
 
@@ -31,7 +35,14 @@ def check_run_config(config: Any) -> None:
             task.load("test", config.task.data_dir, config.task.test_limit)
 
 
-def print_summary(command: str, result: Any) -> None:
+def run(command: str, config: Any) -> None:
+    """Checks `config`, runs W4S with the configured meta-agent and prints what `command` produced."""
+    check_run_config(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from w4s_jax.w4s.meta_agent import policy_from_config
+    from w4s_jax.w4s.runner import run_w4s
+
+    result = run_w4s(config, policy_from_config(config), config.output_dir)
     for task, best in result.best_workflows.items():
         test = "not run" if best.test_score is None else f"{best.test_score:.3f}"
         print(f"{command}: {task}: best validation {best.val_score:.3f} ({best.origin}, {best.path}); test {test}")

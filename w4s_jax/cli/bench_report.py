@@ -127,7 +127,7 @@ def run_isolated(path: pathlib.Path, quick: bool, timeout_s: float) -> dict[str,
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="w4s-bench-") as scratch:
         result_path = pathlib.Path(scratch) / "result.json"
-        command = [sys.executable, "-m", "w4s_jax.bench_report", str(path), str(result_path), "quick" if quick else "full"]
+        command = [sys.executable, "-m", "w4s_jax.cli.bench_report", str(path), str(result_path), "quick" if quick else "full"]
         try:
             child = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired:
@@ -244,14 +244,10 @@ def write_report(report: dict, output_dir: pathlib.Path) -> tuple[pathlib.Path, 
 
 
 def _child_main(argv: Sequence[str]) -> None:
-    """`python -m w4s_jax.bench_report MODULE RESULT_JSON quick|full`: the isolated child of run_isolated."""
+    """`python -m w4s_jax.cli.bench_report MODULE RESULT_JSON quick|full`: the isolated child of run_isolated."""
     module_path, result_path, mode = argv
     result = run_module(pathlib.Path(module_path), quick=mode == "quick")
     pathlib.Path(result_path).write_text(json.dumps(result))
-
-
-if __name__ == "__main__":
-    _child_main(sys.argv[1:])
 
 
 def script_main(run: Callable[..., dict], doc: str, quick_help: str = "small shapes, few repeats") -> None:
@@ -263,3 +259,7 @@ def script_main(run: Callable[..., dict], doc: str, quick_help: str = "small sha
     outcome = run(quick=parser.parse_args().quick)
     print(markdown_table(outcome["rows"]))
     print(json.dumps({k: v for k, v in outcome.items() if k != "rows"}, indent=1))
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1:])

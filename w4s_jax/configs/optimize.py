@@ -6,11 +6,11 @@ GPT-4o-mini as executor, m = 5 candidates per turn at temperature 0.5, episodes 
 
 import ml_collections
 
-from w4s_jax import configlib
+from w4s_jax.config import sections
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = configlib.w4s_run_config("runs/optimize")
+    config = sections.w4s_run_config("runs/optimize")
     config.sampling.temperature = 0.5
     config.sampling.max_new_tokens = 2048
     return config

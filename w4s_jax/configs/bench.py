@@ -6,11 +6,11 @@ run. Each benchmark measures whatever accelerator JAX finds, in its own process.
 
 import ml_collections
 
-from w4s_jax import configlib
+from w4s_jax.config import sections
 
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.update(configlib.bench_fields())
-    config.update(configlib.output_fields("runs/bench"))
+    config.update(sections.bench_fields())
+    config.update(sections.output_fields("runs/bench"))
     return config
