@@ -13,9 +13,12 @@ setup(
     long_description=pathlib.Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["w4s_jax", "w4s_jax.*"]),
+    # The top-level configs/ folder ships as the package w4s_jax.configs, so an installed w4s-jax finds
+    # its default config files exactly as a checkout does.
+    packages=[*find_packages(include=["w4s_jax", "w4s_jax.*"]), "w4s_jax.configs"],
+    package_dir={"w4s_jax.configs": "configs"},
     include_package_data=True,
-    package_data={"w4s_jax.configs": ["README.md"]},  # the config files are modules of w4s_jax.configs
+    package_data={"w4s_jax.configs": ["README.md"]},
     install_requires=[
         f"jax=={JAX_VERSION}",
         "flax>=0.12",

@@ -44,7 +44,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-[[ ${#W4S_ARGS[@]} -gt 0 ]] || die "expected a w4s-jax subcommand after --, e.g. -- rlao --config=w4s_jax/configs/paper.py:humaneval,h100-2x8"
+[[ ${#W4S_ARGS[@]} -gt 0 ]] || die "expected a w4s-jax subcommand after --, e.g. -- rlao --config=configs/paper.py:humaneval,h100-2x8"
 [[ "$NODES" =~ ^[1-9][0-9]*$ ]] || die "--nodes wants a positive integer, got '$NODES'"
 [[ "$GPUS_PER_NODE" =~ ^[1-9][0-9]*$ ]] || die "--gpus-per-node wants a positive integer, got '$GPUS_PER_NODE'"
 for name in "${REQUIRED_ENV[@]}"; do

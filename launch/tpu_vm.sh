@@ -60,7 +60,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 [[ -n "$ACTION" ]] || die "expected an action: up, run or down (see --help)"
-[[ "$ACTION" != run || ${#W4S_ARGS[@]} -gt 0 ]] || die "run needs a w4s-jax subcommand after --, e.g. run -- rlao --config=w4s_jax/configs/paper.py:humaneval"
+[[ "$ACTION" != run || ${#W4S_ARGS[@]} -gt 0 ]] || die "run needs a w4s-jax subcommand after --, e.g. run -- rlao --config=configs/paper.py:humaneval"
 need_tool gcloud "install the Google Cloud CLI, or use --dry-run"
 
 TYPE="$(gcp_accelerator_type "$ACCELERATOR")"

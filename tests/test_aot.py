@@ -18,7 +18,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_cli_writes_the_report(tmp_path):
     out = tmp_path / "OUT.json"
     command = [
-        sys.executable, "-m", "w4s_jax.cli.main", "aot", "--config=w4s_jax/configs/aot.py", "--config.model.preset=tiny",
+        sys.executable, "-m", "w4s_jax.cli.main", "aot", "--config=configs/aot.py", "--config.model.preset=tiny",
         "--config.topology=v5p-8", "--config.seq_len=256", f"--config.output={out}", "--config.max_rows_per_group=1",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)

@@ -38,7 +38,7 @@ def endpoint_url(shared_data_dir, tmp_path_factory):
 
 def flags(tmp_path: pathlib.Path, data_dir: pathlib.Path, url: str, workflow: str, task: str = "gsm8k") -> list[str]:
     """Exactly the invocation documented for `w4s-jax eval`."""
-    return ["--config=w4s_jax/configs/eval.py", f"--config.workflow={workflow}", f"--config.task={task}",
+    return ["--config=configs/eval.py", f"--config.workflow={workflow}", f"--config.task={task}",
             "--config.split=validate", f"--config.limit={LIMIT}", f"--config.data_dir={data_dir}",
             f"--config.executor.base_url={url}", "--config.executor.model=test-executor",
             f"--config.output={tmp_path / 'out.json'}", f"--config.output_dir={tmp_path / 'run'}"]

@@ -27,7 +27,7 @@ def test_subcommand_module_has_the_cli_contract(name: str) -> None:
     assert isinstance(module.DOC, str) and module.DOC.strip()
     assert callable(module.main)
     default = CONFIGS_DIR / module.DEFAULT_CONFIG
-    assert default.is_file(), f"{name}: DEFAULT_CONFIG {module.DEFAULT_CONFIG} is not in w4s_jax/configs/"
+    assert default.is_file(), f"{name}: DEFAULT_CONFIG {module.DEFAULT_CONFIG} is not in configs/"
 
 
 @pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
@@ -36,7 +36,7 @@ def test_subcommand_help_exits_0_and_lists_every_config_field(name: str) -> None
     assert completed.returncode == 0, completed.stderr
     module = importlib.import_module(f"w4s_jax.cli.{name}")
     assert completed.stdout.startswith(f"w4s-jax {name}: ")
-    assert f"default: w4s_jax/configs/{module.DEFAULT_CONFIG}" in completed.stdout
+    assert f"default: configs/{module.DEFAULT_CONFIG}" in completed.stdout
     assert "could not load" not in completed.stdout
     config = load_config_file(CONFIGS_DIR / module.DEFAULT_CONFIG)
     missing = [path for path, _ in iter_leaves(config) if f"--config.{path}=" not in completed.stdout]

@@ -71,7 +71,7 @@ def test_paper_config_takes_a_hardware_preset() -> None:
 
 @pytest.mark.parametrize("subcommand_config", ["optimize.py", "collect.py", "train.py", "rlao.py"])
 def test_paper_and_base_configs_serve_the_w4s_and_rlao_subcommands(subcommand_config: str) -> None:
-    """`--config=w4s_jax/configs/paper.py:X` must work for every subcommand of the W4S/RLAO pipeline."""
+    """`--config=configs/paper.py:X` must work for every subcommand of the W4S/RLAO pipeline."""
     needed = set(load(subcommand_config).keys())
     assert needed - set(load("paper.py:humaneval").keys()) == set()
     assert needed - set(load("base.py").keys()) == set()

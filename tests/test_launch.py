@@ -60,7 +60,7 @@ def test_every_launch_script_is_shellcheck_clean() -> None:
 def test_tpu_vm_run_creates_copies_installs_and_runs_on_all_workers(dry_run) -> None:
     plan = dry_run("tpu_vm.sh", "--dry-run", "--name", "pod", "--zone", "us-central2-b", "--accelerator", "v5p-64",
                    "--env", "OPENAI_API_KEY", "--teardown", "run", "--",
-                   "rlao", "--config=w4s_jax/configs/paper.py:humaneval,v5p-64", "--config.output_dir=runs/my run")
+                   "rlao", "--config=configs/paper.py:humaneval,v5p-64", "--config.output_dir=runs/my run")
     lines = plan.splitlines()
     assert ("gcloud compute tpus tpu-vm create pod --zone=us-central2-b --accelerator-type=v5p-64 "
             "--version=v2-alpha-tpuv5") in lines
@@ -70,7 +70,7 @@ def test_tpu_vm_run_creates_copies_installs_and_runs_on_all_workers(dry_run) -> 
     assert "--worker=all" in install and ".[tpu]" in install
     run_line = lines[-2]
     assert run_line.startswith("gcloud compute tpus tpu-vm ssh pod --zone=us-central2-b --worker=all")
-    assert ".venv/bin/w4s-jax rlao --config=w4s_jax/configs/paper.py:humaneval,v5p-64" in run_line
+    assert ".venv/bin/w4s-jax rlao --config=configs/paper.py:humaneval,v5p-64" in run_line
     assert "runs/my run" in run_line and "tee runs/logs/rlao-" in run_line
     assert "export OPENAI_API_KEY=" in run_line
     assert lines[-1] == "gcloud compute tpus tpu-vm delete pod --zone=us-central2-b --quiet"
@@ -95,11 +95,11 @@ def test_tpu_vm_down_deletes(dry_run) -> None:
 
 def test_gke_xpk_run_builds_the_workload_create_line(dry_run) -> None:
     plan = dry_run("gke_xpk.sh", "--dry-run", "--cluster", "tpu-cluster", "--project", "proj", "--tpu-type", "v5p-64",
-                   "--num-slices", "2", "run", "--", "train", "--config=w4s_jax/configs/base.py:v5p-64,7b")
+                   "--num-slices", "2", "run", "--", "train", "--config=configs/base.py:v5p-64,7b")
     assert plan.startswith("xpk workload create --cluster=tpu-cluster --workload=w4s-jax --tpu-type=v5p-64 "
                            "--num-slices=2 --zone=us-east5-a --project=proj ")
     assert "--script-dir=." in plan
-    assert "pip install -q -e '\\''.[tpu]'\\'' && w4s-jax train --config=w4s_jax/configs/base.py:v5p-64,7b" in plan
+    assert "pip install -q -e '\\''.[tpu]'\\'' && w4s-jax train --config=configs/base.py:v5p-64,7b" in plan
 
 
 def test_gke_xpk_with_an_image_and_delete(dry_run) -> None:
@@ -113,7 +113,7 @@ def test_gke_xpk_with_an_image_and_delete(dry_run) -> None:
 def test_gke_jobset_manifest_has_one_pod_per_tpu_host(dry_run) -> None:
     manifest = yaml.safe_load(dry_run("gke_xpk.sh", "--image", "gcr.io/p/w4s:1", "--tpu-type", "v5e-16",
                                       "--num-slices", "2", "--env", "OPENAI_API_KEY", "jobset", "--", "collect",
-                                      "--config=w4s_jax/configs/paper.py:gsm8k,v5e-16"))
+                                      "--config=configs/paper.py:gsm8k,v5e-16"))
     assert manifest["kind"] == "JobSet"
     job = manifest["spec"]["replicatedJobs"][0]
     assert job["replicas"] == 2
@@ -122,7 +122,7 @@ def test_gke_jobset_manifest_has_one_pod_per_tpu_host(dry_run) -> None:
     assert pod["nodeSelector"] == {"cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice",
                                    "cloud.google.com/gke-tpu-topology": "4x4"}
     container = pod["containers"][0]
-    assert container["command"] == ["bash", "-c", "w4s-jax collect --config=w4s_jax/configs/paper.py:gsm8k,v5e-16"]
+    assert container["command"] == ["bash", "-c", "w4s-jax collect --config=configs/paper.py:gsm8k,v5e-16"]
     assert container["resources"]["limits"]["google.com/tpu"] == 4
     assert container["env"] == [{"name": "OPENAI_API_KEY",
                                  "valueFrom": {"secretKeyRef": {"name": "w4s-jax-secrets", "key": "OPENAI_API_KEY"}}}]
@@ -130,14 +130,14 @@ def test_gke_jobset_manifest_has_one_pod_per_tpu_host(dry_run) -> None:
 
 def test_slurm_submits_the_batch_script_and_srun_starts_one_task_per_node(dry_run) -> None:
     plan = dry_run("slurm.sh", "--dry-run", "--nodes", "2", "--partition", "h100", "--time", "04:00:00", "--",
-                   "rlao", "--config=w4s_jax/configs/paper.py:humaneval,h100-2x8").splitlines()
+                   "rlao", "--config=configs/paper.py:humaneval,h100-2x8").splitlines()
     assert plan[0] == ("sbatch --nodes=2 --ntasks-per-node=1 --gpus-per-node=8 --partition=h100 --time=04:00:00 "
-                       "--export=ALL launch/slurm.sbatch rlao --config=w4s_jax/configs/paper.py:humaneval,h100-2x8")
+                       "--export=ALL launch/slurm.sbatch rlao --config=configs/paper.py:humaneval,h100-2x8")
     assert 'export JAX_COORDINATOR_ADDRESS=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1):12355' in plan
     assert "export JAX_NUM_PROCESSES=2" in plan
     assert plan[-1] == ("srun --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c "
                         "'export JAX_PROCESS_ID=\"$SLURM_PROCID\"; exec \"$0\" \"$@\"' "
-                        ".venv/bin/w4s-jax rlao --config=w4s_jax/configs/paper.py:humaneval,h100-2x8")
+                        ".venv/bin/w4s-jax rlao --config=configs/paper.py:humaneval,h100-2x8")
 
 
 def test_sbatch_script_asks_slurm_for_one_task_per_node() -> None:

@@ -9,13 +9,13 @@ import json
 
 import pytest
 
-from w4s_jax.w4s.scoring import executor_handler
 from w4s_jax.executor import ExecutorClient
 from w4s_jax.executor.repliers import ReplyRequest, TableReplier
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 from w4s_jax.sandbox import Sandbox, SandboxSettings
 from w4s_jax.sandbox.values import decode, encode
 from w4s_jax.tasks import get_task
+from w4s_jax.w4s.scoring import executor_handler
 from w4s_jax.w4s.seeds import seed_workflows
 from w4s_jax.workflows import SEED_SETS, builtin_source
 

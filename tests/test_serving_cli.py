@@ -25,7 +25,7 @@ def free_port() -> int:
 def test_serve_subprocess_answers_then_exits_cleanly_on_sigterm(smollm2_gguf_path):
     port = free_port()
     command = [
-        str(pathlib.Path(sys.executable).parent / "w4s-jax"), "serve", "--config=w4s_jax/configs/serve.py",
+        str(pathlib.Path(sys.executable).parent / "w4s-jax"), "serve", "--config=configs/serve.py",
         "--config.model.preset=smollm2_135m", f"--config.model.path={smollm2_gguf_path}",
         "--config.host=127.0.0.1", f"--config.port={port}",
     ]

@@ -286,8 +286,8 @@ def test_journal_report_and_trajectory_file(scripted_run):
 def test_training_data_leaves_out_invalid_and_check_failed_candidates(tmp_path, shared_data_dir, data):
     """One turn of three candidates: one stays broken after its repair, one is repaired, one has no code.
     All three are in the trajectories; only the repaired one becomes a training example, in its branch."""
-    from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
     from w4s_jax.rlao.examples import WeightConfig, build_examples
+    from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
 
     val, test = data
     script = {

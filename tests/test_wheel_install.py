@@ -1,5 +1,5 @@
 """The package as a user installs it: a real wheel, installed into a folder of its own, run from
-outside any checkout, finds its shipped config files (`w4s_jax/configs/`)."""
+outside any checkout, finds its shipped config files (`configs/`, installed as `w4s_jax/configs/`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def installed(tmp_path_factory) -> pathlib.Path:
     source.mkdir()
     for name in ("setup.py", "README.md", "pyproject.toml"):
         shutil.copy(REPO_ROOT / name, source / name)
-    shutil.copytree(REPO_ROOT / "w4s_jax", source / "w4s_jax", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("w4s_jax", "configs"):
+        shutil.copytree(REPO_ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(work / "dist"), str(source)],
                    check=True, capture_output=True, timeout=300)
@@ -44,7 +45,7 @@ def run_installed(site: pathlib.Path, *args: str) -> subprocess.CompletedProcess
 
 def test_the_wheel_ships_every_config_file(installed: pathlib.Path) -> None:
     shipped = sorted(path.name for path in (installed / "w4s_jax" / "configs").iterdir() if path.is_file())
-    in_checkout = sorted(path.name for path in (REPO_ROOT / "w4s_jax" / "configs").iterdir() if path.is_file())
+    in_checkout = sorted(path.name for path in (REPO_ROOT / "configs").iterdir() if path.is_file())
     assert shipped == in_checkout
 
 

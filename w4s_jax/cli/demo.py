@@ -70,8 +70,8 @@ def stand_in_executor(config: ml_collections.ConfigDict, output_dir: pathlib.Pat
 def main(config: ml_collections.ConfigDict) -> None:
     from w4s_jax.cli import rlao
     from w4s_jax.cli.demo_report import write_demo_report
-    from w4s_jax.models.weights import smollm2_gguf_path
     from w4s_jax.cli.w4s_run import check_run_config
+    from w4s_jax.models.weights import smollm2_gguf_path
 
     if not config.model.path:
         config.model.path = str(smollm2_gguf_path())

@@ -1,7 +1,7 @@
 """`w4s-jax SUBCOMMAND [--config=FILE] [--config.x=y ...]`: dispatch to one subcommand module.
 
 Each subcommand lives in `w4s_jax/cli/<name>.py` and exposes `main(config)`, `DOC` (one paragraph
-for --help) and `DEFAULT_CONFIG` (a file in w4s_jax/configs/). Modules are imported lazily so that
+for --help) and `DEFAULT_CONFIG` (a file in configs/). Modules are imported lazily so that
 `w4s-jax eval` never pays for importing JAX models it does not use.
 """
 

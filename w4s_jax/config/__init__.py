@@ -5,7 +5,7 @@
 - `sections`: the section schemas config files compose; defaults come from the typed dataclasses
   that use them (e.g. `rlao.optimizer.OptimizerConfig`), so each default is written once.
 - `loading`: `load_config_file("FILE.py[:ARG]")`, `config_arg` (the one parser of `ARG`), and
-  `CONFIGS_DIR`, the config files shipped inside the package (`w4s_jax/configs/`).
+  `CONFIGS_DIR`, the config files (`configs/`, shipped in the wheel as the package `w4s_jax.configs`).
 - `help`: `describe_fields`, what `w4s-jax SUBCOMMAND --help` prints.
 - `presets`: hardware presets and model sizes.
 - `config_checks`: `validate(config)`, run first thing by every subcommand.

@@ -1,7 +1,8 @@
 """Loading config files: `FILE.py[:ARG]` -> `get_config([ARG])`, and where the shipped files are.
 
-The config files ship inside the package (`w4s_jax/configs/`, a package of its own), so a wheel
-install finds them exactly as a checkout does: `CONFIGS_DIR` is that folder wherever it is installed.
+The config files in the top-level `configs/` ship as the package `w4s_jax.configs` (setup.py's
+`package_dir`), so a wheel install finds them exactly as a checkout does: `CONFIGS_DIR` is that folder
+wherever it is installed.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A hardware preset sets the mesh (data, fsdp, tensor; -1 = the rest) and the dtypes; a model size the
 model preset and the rematerialisation that fits training, and, per machine, the global micro-batch
 (packed rows of train.seq_len = 4096 tokens per gradient micro-step, a multiple of data x fsdp) that
-fits memory with the size's remat policy; `w4s-jax aot` confirms the TPU rows (w4s_jax/configs/README.md).
+fits memory with the size's remat policy; `w4s-jax aot` confirms the TPU rows (configs/README.md).
 A size missing from a machine's `micro_batch` does not fit that machine.
 """
 

@@ -1,4 +1,4 @@
-"""The config sections that files in `w4s_jax/configs/` compose, with a one-line doc for every field.
+"""The config sections that files in `configs/` compose, with a one-line doc for every field.
 
 Config files stay data: each composes sections in `get_config()` and overrides values. Where a typed
 dataclass consumes a section (`SandboxSettings`, `OptimizerConfig`, `LoraConfig`, `StepConfig`,

@@ -1,6 +1,6 @@
 """`w4s-jax eval`: one workflow file (or a built-in baseline) on one task split; a JSON report.
 
-    w4s-jax eval --config=w4s_jax/configs/eval.py --config.workflow=cot --config.task=gsm8k \
+    w4s-jax eval --config=configs/eval.py --config.workflow=cot --config.task=gsm8k \
         --config.split=validate --config.limit=20 --config.executor.base_url=http://127.0.0.1:8000/v1
 """
 

@@ -1,6 +1,6 @@
 """`w4s-jax train`: RLAO (reward-weighted regression) of the meta-agent on trajectory files.
 
-`--config=w4s_jax/configs/train.py:HARDWARE[,SIZE]` applies a hardware preset (config.presets), e.g.
+`--config=configs/train.py:HARDWARE[,SIZE]` applies a hardware preset (config.presets), e.g.
 `train.py:v5p-8,7b`; the default trains SmolLM2-135M on CPU.
 """
 

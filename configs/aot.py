@@ -1,6 +1,6 @@
 """`w4s-jax aot`: compile the RLAO train step for a TPU topology on this (CPU) host.
 
-Example: `w4s-jax aot --config=w4s_jax/configs/aot.py --config.model.preset=qwen2p5_coder_7b
+Example: `w4s-jax aot --config=configs/aot.py --config.model.preset=qwen2p5_coder_7b
 --config.topology=v5p-8 --config.seq_len=8192 --config.output=OUT.json`. LoRA on v5e:
 `--config.lora.enabled=True --config.model.param_dtype=bfloat16 --config.topology=v5e-8`.
 """

@@ -1,6 +1,6 @@
 """`w4s-jax serve`: an OpenAI-compatible server over the JAX sampler.
 
-    w4s-jax serve --config=w4s_jax/configs/serve.py --config.model.preset=smollm2_135m \
+    w4s-jax serve --config=configs/serve.py --config.model.preset=smollm2_135m \
         --config.model.path=PATH.gguf --config.host=127.0.0.1 --config.port=8000
 
 Request fields a client leaves out (max_tokens, temperature, top_p, seed) take the sampling

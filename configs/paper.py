@@ -1,4 +1,4 @@
-"""The paper's setup (Nie et al. 2025): `--config=w4s_jax/configs/paper.py:BENCHMARK[,HARDWARE]`.
+"""The paper's setup (Nie et al. 2025): `--config=configs/paper.py:BENCHMARK[,HARDWARE]`.
 
 Meta-agent Qwen2.5-Coder-7B-Instruct (`qwen2p5_coder_7b`, in-process JAX sampler) writing workflows
 for GPT-4o-mini; m = 5 candidates per turn sampled at temperature 0.5, episodes of 3 turns, at most
@@ -8,10 +8,10 @@ Built on base.py, so it serves optimize, collect, train and rlao alike.
 """
 
 import ml_collections
+from w4s_jax.configs import base
 
 from w4s_jax.config.errors import ConfigError
 from w4s_jax.config.loading import config_arg
-from w4s_jax.configs import base
 
 BENCHMARKS = ("humaneval", "mbpp", "gsm8k", "gsm_hard", "math", "mgsm", "drop", "svamp", "gpqa", "hotpotqa")
 DEFAULT_HARDWARE = "v5p-8"

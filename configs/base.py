@@ -1,4 +1,4 @@
-"""Every common section with its defaults; `--config=w4s_jax/configs/base.py:HARDWARE[,SIZE]` applies a preset.
+"""Every common section with its defaults; `--config=configs/base.py:HARDWARE[,SIZE]` applies a preset.
 
 Works with every W4S/RLAO subcommand (optimize, collect, train, rlao). HARDWARE is a
 `config.presets.HARDWARE_PRESETS` name (cpu, gpu-1, v5p-8, v5e-16, v5p-64, h100-2x8) and SIZE a
