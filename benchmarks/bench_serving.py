@@ -1,8 +1,9 @@
 """Streaming and continuous batching of `w4s-jax serve`, measured through the official openai client.
 
 A real `w4s-jax serve` subprocess (SmolLM2-135M-Instruct from the shipped GGUF, one CPU device) on
-loopback. Every scenario runs once to compile its programs, then `repeats` times; each figure is the
-minimum over the repeats, and each ratio compares figures of the same run.
+loopback. Every scenario runs once to compile its programs, then `repeats` times, the scenarios'
+repeats interleaved (so load drifting on a shared machine hits every figure alike); each figure is
+the minimum over the repeats, and each ratio compares figures of the same run.
 
 1. Time to first token: one greedy request of `new_tokens` tokens, streamed (time to the first
    chunk with text) and not streamed (time to the whole reply). Ratio = TTFT / non-streamed latency.
@@ -12,7 +13,9 @@ minimum over the repeats, and each ratio compares figures of the same run.
    wait for in a server that runs one batch to completion before starting the next).
 
 Both with the default 4 decode steps per compiled call and (full run only) with 1: the figures show
-what a compiled call per token costs on XLA:CPU.
+what a compiled call per token costs on XLA:CPU. For reference, the same greedy reply from the batch
+path in this process (`Sampler.generate`: prefill and one decode call for the whole reply, no HTTP),
+timed between the served requests.
 
 `run(quick)` returns JSON-safe results with markdown rows; `python benchmarks/bench_serving.py [--quick]`
 prints the table.
@@ -131,20 +134,32 @@ def _late_short_request(client: openai.OpenAI, long_tokens: int, short_tokens: i
             "short_done_before_long_s": long_done - short["done_at"], "short_tokens": short["tokens"]}
 
 
-def _measure(steps_per_call: int, repeats: int, new_tokens: int, long_tokens: int, short_tokens: int) -> dict:
-    """Both scenarios on one server; every scenario runs once first so its programs are compiled."""
+def _measure(steps_per_call: int, repeats: int, new_tokens: int, long_tokens: int, short_tokens: int,
+             in_process=None) -> dict:
+    """Both scenarios on one server, their repeats interleaved so that load drifting on a shared machine
+    hits each figure alike; every scenario runs once first so its programs are compiled. `in_process`
+    (a callable) is timed interleaved with the non-streamed request."""
     with ServeProcess(steps_per_call) as client:
         _whole(client, STORY, new_tokens)
         _streamed(client, STORY, new_tokens)
-        whole = [_whole(client, STORY, new_tokens) for _ in range(repeats)]
-        streamed = [_streamed(client, STORY, new_tokens) for _ in range(repeats)]
+        _whole(client, SHORT, short_tokens)
         _late_short_request(client, long_tokens, short_tokens)
-        short_alone = [_whole(client, SHORT, short_tokens)[0] for _ in range(repeats + 1)][1:]
-        late = [_late_short_request(client, long_tokens, short_tokens) for _ in range(repeats)]
+        if in_process is not None:
+            in_process()
+        whole, streamed, short_alone, late, local = [], [], [], [], []
+        for _ in range(repeats):
+            whole.append(_whole(client, STORY, new_tokens))
+            streamed.append(_streamed(client, STORY, new_tokens))
+            if in_process is not None:
+                start = time.perf_counter()
+                in_process()
+                local.append(time.perf_counter() - start)
+            short_alone.append(_whole(client, SHORT, short_tokens)[0])
+            late.append(_late_short_request(client, long_tokens, short_tokens))
     latency = min(seconds for seconds, _ in whole)
     ttft = min(first for first, _, _ in streamed)
     best_late = min(late, key=lambda r: r["short_latency_s"])
-    return {
+    measured = {
         "reply_tokens": whole[0][1],
         "nonstreamed_latency_s": latency,
         "ttft_s": ttft,
@@ -156,6 +171,9 @@ def _measure(steps_per_call: int, repeats: int, new_tokens: int, long_tokens: in
         "short_during_long_over_alone": best_late["short_latency_s"] / min(short_alone),
         "short_during_long_over_long_left": best_late["short_latency_s"] / best_late["long_left_when_sent_s"],
     }
+    if local:
+        measured["in_process_generate_s"] = min(local)
+    return measured
 
 
 def _rows(k: int, r: dict, long_tokens: int) -> list[dict]:
@@ -178,16 +196,38 @@ def _rows(k: int, r: dict, long_tokens: int) -> list[dict]:
 
 def run(quick: bool = False) -> dict:
     """TTFT vs non-streamed latency, and a late short request's latency while a long one runs; with the
-    default 4 decode steps per call and (full run) with 1."""
-    repeats = 1 if quick else 3
+    default 4 decode steps per call and (full run) with 1; and the batch path in process for reference."""
+    repeats = 1 if quick else 5
     new_tokens, long_tokens, short_tokens = (32, 64, 8) if quick else (64, 160, 16)
     results: dict = {"name": "serving_smollm2_135m", "quick": quick, "repeats": repeats, "new_tokens": new_tokens,
                      "long_tokens": long_tokens, "short_tokens": short_tokens, "cpu_count": os.cpu_count(), "rows": []}
+    generate = _in_process_generate(new_tokens)
     for k in (4,) if quick else (4, 1):
-        measured = _measure(k, repeats, new_tokens, long_tokens, short_tokens)
+        measured = _measure(k, repeats, new_tokens, long_tokens, short_tokens, generate if k == 4 else None)
         results[f"steps_per_call_{k}"] = measured
         results["rows"] += _rows(k, measured, long_tokens)
+    served, local = results["steps_per_call_4"]["nonstreamed_latency_s"], results["steps_per_call_4"]["in_process_generate_s"]
+    results["rows"].append({"steps/call": "-", "measure": "same greedy reply in process: Sampler.generate (one decode "
+                            "call for the whole reply, no HTTP), interleaved with the served one",
+                            "seconds": f"{local:.2f}", "ratio": f"served (4 steps/call) / in process = {served / local:.2f}"})
     return results
+
+
+def _in_process_generate(new_tokens: int):
+    """A callable running the batch path (prefill + one decode call) on the same model, prompt and length."""
+    import jax
+
+    from w4s_jax.models import load_model
+    from w4s_jax.parallel.mesh import make_mesh
+    from w4s_jax.sampling.chat import ChatTokenizer
+    from w4s_jax.sampling.params import SamplingParams
+    from w4s_jax.sampling.sampler import Sampler
+
+    mesh = make_mesh(1, 1, 1, devices=jax.devices("cpu")[:1])
+    _, model = load_model(MODEL, smollm2_gguf_path(), mesh=mesh)
+    sampler = Sampler(model, ChatTokenizer.from_path(smollm2_gguf_path()), mesh, max_prompt_len=4096, max_batch=16)
+    params = SamplingParams(max_new_tokens=new_tokens, temperature=0)
+    return lambda: sampler.generate_chat([STORY], params)
 
 
 if __name__ == "__main__":
