@@ -87,7 +87,6 @@ class ContinuousBatcher:
         self.steps_per_call = int(steps_per_call)
         self.max_rows = sampler.max_batch
         self.decode_calls = 0  # counters for tests and benchmarks
-        self.prefill_calls = 0
         self.relayouts = 0
         self.finished_rows = 0
         self.max_live_rows = 0
@@ -100,7 +99,7 @@ class ContinuousBatcher:
         self._knobs: RowKnobs | None = None
         self._slots: list[_Live | None] = []
         self._end = 0  # host copy of the state's cache.end
-        self._ended: set[int] = set()  # rows the host finished (stop string, cancel) that the device has not marked done
+        self._ended: set[int] = set()  # rows the host ended (stop string, cancel) that the device still decodes
 
     # ---------------------------------------------------------------- any thread
 
@@ -123,13 +122,14 @@ class ContinuousBatcher:
         with self._cond:
             return len(self._waiting)
 
-    def submit(self, prompts: Sequence[Sequence[int]], params: SamplingParams, sink: Sink, *, stream: bool) -> Ticket:
+    def submit(self, prompts: Sequence[Sequence[int]], params: SamplingParams, sink: Sink, *,
+               stream: bool) -> Ticket:
         """Queues a request's rows; raises ValueError for one the sampler cannot serve."""
         rows = self.sampler.rows_of(prompts, params)
         ticket = Ticket(sink, stream, len(rows))
         with self._cond:
             if self._closing or not self.running:
-                raise RuntimeError("ContinuousBatcher is not running (start() it; after close() it takes no requests)")
+                raise RuntimeError("ContinuousBatcher is not running (start() it; once closed it takes no requests)")
             self._waiting.extend((ticket, row) for row in rows)
             self._cond.notify()
         return ticket
@@ -189,11 +189,11 @@ class ContinuousBatcher:
             groups.setdefault(self.sampler.prompt_bucket([row]), []).append((ticket, row))
         for group in groups.values():
             rows = [row for _, row in group]
-            self.prefill_calls += 1
             if self._state is None:
                 prefilled = self.sampler.prefill(rows, room=max(self.sampler.new_bucket(row) for row in rows))
                 self._state, self._knobs = prefilled.state, prefilled.knobs
-                self._slots, self._end, self._ended = [None] * len(prefilled.first_tokens), prefilled.prompt_len, set()
+                self._slots, self._ended = [None] * len(prefilled.first_tokens), set()
+                self._end = prefilled.prompt_len
                 targets = list(range(len(rows)))
             else:
                 prefilled = self.sampler.prefill(rows, room=0)
@@ -216,7 +216,8 @@ class ContinuousBatcher:
         """Relayout so that `rows` (prefilled to `prompt_len` slots) fit: free row slots, `end >= prompt_len`
         and cache slots for every row's longest reply."""
         live = self._live()
-        bound = max([self._slots[i].slot_bound for i in live] + [self._end + r.params.max_new_tokens - 1 for r in rows])
+        bounds = [self._slots[i].slot_bound for i in live] + [self._end + r.params.max_new_tokens - 1 for r in rows]
+        bound = max(bounds)
         free = len(self._slots) - len(live)
         if free >= len(rows) and self._end >= prompt_len and bound <= self._cache_len():
             return
@@ -291,8 +292,8 @@ class ContinuousBatcher:
     def _finish(self, i: int, stopped: bool) -> None:
         slot = self._slots[i]
         completion = self.sampler.completion(slot.row, slot.tokens, slot.logprobs, stopped)
-        rest = completion.text[len(slot.sent):] if slot.ticket.stream and completion.text.startswith(slot.sent) else ""
-        self._emit(slot, rest, completion)
+        streams = slot.ticket.stream and completion.text.startswith(slot.sent)
+        self._emit(slot, completion.text[len(slot.sent):] if streams else "", completion)
         self._slots[i] = None
         self.finished_rows += 1
 

@@ -73,7 +73,7 @@ class DecodeState:
     cache: KVCache  # keys/values of all rows; cache.end = the slot the next step writes, shared by all rows
     tokens: jax.Array  # int32 [B]: each row's last chosen token, the next step's input (0 once done)
     positions: jax.Array  # int32 [B]: RoPE position of `tokens` (prompt length + tokens chosen - 1)
-    generated: jax.Array  # int32 [B]: tokens chosen so far (the first comes from prefill); indexes the row's random stream
+    generated: jax.Array  # int32 [B]: tokens chosen so far (the first by prefill); indexes the row's random stream
     done: jax.Array  # bool [B]: no more tokens: a stop id was chosen, max_new was reached, or the row is empty
     stopped: jax.Array  # bool [B]: the row ended on a stop id (finish reason "stop" rather than "length")
 
@@ -84,6 +84,6 @@ class DecodeCarry:
     """The carry of one decode call's while loop."""
 
     state: DecodeState  # the rows, advanced one token per step
-    step: jax.Array  # int32 []: steps taken in this call; the loop ends at the call's step limit or when all are done
+    step: jax.Array  # int32 []: steps taken in this call; the loop ends at its step limit or once all rows are done
     out_tokens: jax.Array  # int32 [B, steps]: the token each row chose at each step of this call (0 once done)
     out_logprobs: jax.Array  # float32 [B, steps]: log-probabilities of out_tokens under the raw logits

@@ -296,46 +296,39 @@ class Sampler:
         positions = np.maximum(np.cumsum(segments, axis=1) - 1, 0).astype(np.int32)
         knobs = jax.tree.map(self._put_rows, RowKnobs.from_rows(rows, batch, self.max_stop_ids, self.stop_ids))
         # On several hosts every host passes the same global batch (see w4s.policy.SamplerPolicy).
-        inputs = tuple(self._put_rows(x) for x in (tokens, segments, positions))
-        key = ("prefill", batch, prompt_len, prompt_len + room, mode)
-        with self.lock:
-            state, first_logprobs = self._call(key, lambda: self._build_prefill(batch, prompt_len, prompt_len + room, mode),
-                                               (self.state, *inputs, knobs))
+        inputs = (*(self._put_rows(x) for x in (tokens, segments, positions)), knobs)
+        shape = (batch, prompt_len, prompt_len + room, mode)
+        state, first_logprobs = self._call("prefill", shape, inputs, with_params=True)
         return Prefilled(state, knobs, _to_host(state.tokens), _to_host(first_logprobs), prompt_len)
 
     def decode(self, state: DecodeState, knobs: RowKnobs, *, steps: int, mode: str,
                ended: np.ndarray | None = None) -> tuple[DecodeState, Decoded]:
         """Up to `steps` tokens for every row not done (`ended` rows are marked done first); donates `state`."""
         batch, cache_len = state.tokens.shape[0], cache_slots(state.cache)
-        ended = np.zeros(batch, bool) if ended is None else ended
-        key = ("decode", batch, cache_len, steps, mode)
-        with self.lock:
-            state, out_tokens, out_logprobs = self._call(
-                key, lambda: self._build_decode(batch, cache_len, steps, mode), (self.state, state, knobs, self._put_rows(ended)))
-        decoded = Decoded(*(_to_host(x) for x in (out_tokens, out_logprobs, state.generated, state.done, state.stopped)))
-        return state, decoded
+        ended = self._put_rows(np.zeros(batch, bool) if ended is None else ended)
+        state, out_tokens, out_logprobs = self._call("decode", (batch, cache_len, steps, mode), (state, knobs, ended),
+                                                     with_params=True)
+        host = (out_tokens, out_logprobs, state.generated, state.done, state.stopped)
+        return state, Decoded(*(_to_host(x) for x in host))
 
-    def insert(self, state: DecodeState, knobs: RowKnobs, block: Prefilled, rows: Sequence[int]) -> tuple[DecodeState, RowKnobs]:
+    def insert(self, state: DecodeState, knobs: RowKnobs, block: Prefilled,
+               rows: Sequence[int]) -> tuple[DecodeState, RowKnobs]:
         """Writes `block`'s rows into rows `rows` of `state` (donated), its prompts ending at the shared
         slot `state.cache.end - 1`; needs `cache.end >= block.prompt_len`. Extra block rows are dropped."""
         batch, cache_len = state.tokens.shape[0], cache_slots(state.cache)
         block_batch = block.state.tokens.shape[0]
         targets = np.full(block_batch, batch, np.int32)  # out of range: dropped
         targets[: len(rows)] = rows
-        key = ("insert", batch, cache_len, block_batch, block.prompt_len)
-        with self.lock:
-            return self._call(key, lambda: self._build_insert(batch, cache_len, block_batch, block.prompt_len),
-                              (state, knobs, block.state, block.knobs, self._put_replicated(targets)))
+        args = (state, knobs, block.state, block.knobs, self._put_replicated(targets))
+        return self._call("insert", (batch, cache_len, block_batch, block.prompt_len), args, with_params=False)
 
     def relayout(self, state: DecodeState, knobs: RowKnobs, row_map: Sequence[int], start: int,
                  cache_len: int) -> tuple[DecodeState, RowKnobs]:
         """A state of len(row_map) rows (new row i = old row row_map[i]; -1 = empty) and `cache_len`
         slots (new slot s = old slot start + s; outside the old window = empty); donates `state`."""
         batch, old_len = state.tokens.shape[0], cache_slots(state.cache)
-        key = ("relayout", batch, old_len, len(row_map), cache_len)
-        args = (state, knobs, self._put_replicated(np.asarray(row_map, np.int32)), self._put_replicated(np.int32(start)))
-        with self.lock:
-            return self._call(key, lambda: self._build_relayout(batch, old_len, len(row_map), cache_len), args)
+        args = (state, knobs, *(self._put_replicated(np.asarray(x, np.int32)) for x in (row_map, start)))
+        return self._call("relayout", (batch, old_len, len(row_map), cache_len), args, with_params=False)
 
     # ---------------------------------------------------------------- the batch driver
 
@@ -360,13 +353,17 @@ class Sampler:
 
     # ---------------------------------------------------------------- compiled programs
 
-    def _call(self, key: tuple, build: Callable[[], Callable], args: tuple):
-        """Runs the program for `key`, compiling it (ahead of time, for these arguments) on first use."""
-        if key not in self._programs:
-            with jax.set_mesh(self.mesh):  # the model's logical sharding constraints resolve to this mesh
-                self._programs[key] = build().lower(*args).compile()
-            self.compile_count += 1
-        return self._programs[key](*args)
+    def _call(self, kind: str, shape: tuple, args: tuple, *, with_params: bool):
+        """Runs program `kind` for `shape` (the `_build_<kind>` arguments), compiling it ahead of time on
+        first use; `with_params` passes the model's parameters first."""
+        key = (kind, *shape)
+        with self.lock:
+            args = (self.state, *args) if with_params else args
+            if key not in self._programs:
+                with jax.set_mesh(self.mesh):  # the model's logical sharding constraints resolve to this mesh
+                    self._programs[key] = getattr(self, f"_build_{kind}")(*shape).lower(*args).compile()
+                self.compile_count += 1
+            return self._programs[key](*args)
 
     def _rows_spec(self, shape: tuple[int, ...]) -> NamedSharding:
         axes = ("act_batch",) + (None,) * (len(shape) - 1)
