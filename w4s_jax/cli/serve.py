@@ -12,8 +12,9 @@ from w4s_jax.config import config_checks
 from w4s_jax.config.errors import ConfigError
 
 DOC = ("OpenAI-compatible HTTP server (/v1/models, /v1/chat/completions with n, temperature, top_p, "
-       "max_tokens, stop, seed, stream, response_format json_object) over the JAX sampler; concurrent "
-       "requests share batched sampler calls. SIGTERM finishes in-flight requests, then exits 0.")
+       "max_tokens, stop, seed, stream, response_format json_object) over the JAX sampler; requests join the "
+       "running batch between decode steps and stream tokens as they are decoded. SIGTERM finishes in-flight "
+       "requests, then exits 0.")
 DEFAULT_CONFIG = "serve.py"
 
 
@@ -22,8 +23,8 @@ def check_serve_fields(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"port: {config.port} is not a TCP port; use 0..65535 (0 = any free port)")
     if int(config.max_batch) < 1:
         raise ConfigError(f"max_batch: must be >= 1, got {config.max_batch}")
-    if float(config.batch_wait_ms) < 0:
-        raise ConfigError(f"batch_wait_ms: must be >= 0, got {config.batch_wait_ms}")
+    if int(config.steps_per_call) < 1:
+        raise ConfigError(f"steps_per_call: must be >= 1, got {config.steps_per_call}")
     if int(config.json_retries) < 0:
         raise ConfigError(f"json_retries: must be >= 0, got {config.json_retries}")
     if not config.model.path:
@@ -55,7 +56,7 @@ def main(config: ml_collections.ConfigDict) -> None:
     defaults = Defaults(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
                         seed=s.seed)
     app = make_app(sampler, served_name=config.served_name or config.model.preset, defaults=defaults,
-                   max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms, json_retries=config.json_retries,
+                   steps_per_call=config.steps_per_call, json_retries=config.json_retries,
                    max_body_mb=config.max_body_mb)
 
     def ready(url: str) -> None:

@@ -55,8 +55,8 @@ def serve_section() -> ml_collections.ConfigDict:
         host=("127.0.0.1", "address to listen on (127.0.0.1 = this machine only; 0.0.0.0 = all interfaces)"),
         port=(8000, "TCP port to listen on (0 = any free port; the URL is printed when ready)"),
         served_name=("", "model name clients pass in requests and /v1/models lists; '' = the preset name"),
-        max_batch=(16, "most sequences (prompts x n) per compiled sampler call; also the request batcher's row budget"),
-        batch_wait_ms=(5.0, "how long the first queued request waits for others to share its sampler call, ms"),
+        max_batch=(16, "most sequences (prompts x n) decoded together: the row slots of the continuous batch"),
+        steps_per_call=(4, "decode steps per compiled call; tokens are streamed and requests join after each call (README: why 4)"),
         json_retries=(3, "response_format json_object: re-samples of a choice that is not valid JSON before HTTP 422"),
         max_body_mb=(32.0, "largest accepted request body, MiB"),
     )

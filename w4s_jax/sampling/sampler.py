@@ -1,13 +1,23 @@
-"""`Sampler`: batched generation with a KV cache, one jitted prefill and one jitted decode loop.
+"""`Sampler`: batched generation with a KV cache, as a few compiled programs over a typed decode state.
 
 Prompts are left-padded to a bucketed length: padding slots carry segment id 0 (never attended)
 and each prompt's positions count from 0 at its first real token, so every row's last prompt token
-sits in the same slot and the decode loop writes one shared cache slot per step. Every sampling
-knob (temperature, top-p, top-k, seed, max_new_tokens, stop token ids) is a per-row runtime array,
-so requests with different parameters share one compiled program; only the shape buckets and the
-sampling mode (greedy / sample / filtered) select a program. Per-row random keys are derived from
-(seed, prompt index, sample index, step), so a request's samples do not depend on what else is in
-the batch.
+sits in the same slot and a decode step writes one cache slot shared by all rows. Every sampling
+knob (temperature, top-p, top-k, seed, max_new_tokens, stop token ids) is a per-row runtime array
+(`RowKnobs`), so requests with different parameters share one compiled program; only shape buckets
+and the sampling mode (greedy / sample / filtered) select a program. Per-row random keys are derived
+from (seed, prompt index, sample index, tokens chosen so far), so a request's samples do not depend
+on what else is in the batch, nor on when the row joined it.
+
+The programs (each compiled once per shape key, counted in `compile_count`):
+- prefill: prompts -> `DecodeState` with the first token chosen, in a cache with `room` free slots;
+- decode: up to `steps` tokens per row in one call (a while loop on device, ending early once every
+  row is done);
+- insert: prefilled rows into free rows of a running state (their prompt ends at its shared slot);
+- relayout: a running state gathered to other rows and shifted to another window of cache slots.
+
+`generate_requests` uses prefill + one decode call per batch (W4S rollouts, RLAO);
+`sampling.continuous.ContinuousBatcher` drives all four a few steps at a time (`w4s-jax serve`).
 """
 
 from __future__ import annotations
@@ -15,33 +25,37 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from w4s_jax.models.kv_cache import KVCache, kv_cache_shardings
+from w4s_jax.models.kv_cache import KV_AXES, SEGMENT_AXES, KVCache, kv_cache_shardings
 from w4s_jax.parallel.sharding import logical_to_spec
 from w4s_jax.sampling.bucketing import batch_bucket, bucket, chunks, next_power_of_two
 from w4s_jax.sampling.chat import ChatTokenizer
+from w4s_jax.sampling.decode_state import (
+    EMPTY_KNOBS,
+    EMPTY_ROW,
+    DecodeCarry,
+    DecodeState,
+    RowKnobs,
+    SampleRow,
+)
 from w4s_jax.sampling.layout import unrolled_layout
 from w4s_jax.sampling.params import Completion, SamplingParams
 from w4s_jax.sampling.stopping import cut_at_stop_string, trim_stop_token
 
-MODES = ("greedy", "sample", "filtered")
+MODES = ("greedy", "sample", "filtered")  # ordered: a program of a later mode serves rows of an earlier one
 
 
-@dataclasses.dataclass(frozen=True)
-class _Row:
-    """One sequence to generate: a prompt, its request's params, and its place in the request."""
-
-    prompt: list[int]
-    params: SamplingParams
-    prompt_index: int
-    sample_index: int
+def sampling_mode(params: Iterable[SamplingParams]) -> str:
+    """The cheapest mode that serves every row: greedy < sample < filtered (see `choose_tokens`)."""
+    rank = max((2 if p.needs_filtering else 0 if p.is_greedy else 1) for p in params)
+    return MODES[rank]
 
 
 def choose_tokens(
@@ -86,15 +100,47 @@ def _filter_cutoff(scaled: jax.Array, top_p: jax.Array, top_k: jax.Array) -> jax
     return jnp.take_along_axis(sorted_logits, (kept - 1)[:, None], axis=-1)[:, 0]
 
 
-def _row_keys(seeds: jax.Array, prompt_index: jax.Array, sample_index: jax.Array) -> jax.Array:
-    def one(seed, p, s):
-        return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), p), s)
+def _step_keys(knobs: RowKnobs, steps: jax.Array) -> jax.Array:
+    """Each row's key for choosing its token number `steps[row]`: (seed, prompt, sample, step)."""
 
-    return jax.vmap(one)(seeds, prompt_index, sample_index)
+    def one(seed, prompt, sample, step):
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), prompt), sample)
+        return jax.random.fold_in(key, step)
+
+    return jax.vmap(one)(knobs.seeds, knobs.prompt_index, knobs.sample_index, steps)
 
 
-def _step_keys(row_keys: jax.Array, step: jax.Array) -> jax.Array:
-    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(row_keys, step)
+def _is_stop(tokens: jax.Array, stop_ids: jax.Array) -> jax.Array:
+    return jnp.any(tokens[:, None] == stop_ids, axis=-1)
+
+
+def _model_step(model: nnx.Module, tokens: jax.Array, positions: jax.Array, segments: jax.Array,
+                cache: KVCache) -> tuple[jax.Array, KVCache]:
+    """The one call into the model: float32 logits [B, V] at each row's last slot, and the new cache."""
+    hidden, cache = model.hidden_states(tokens, positions, segments, cache)
+    return model.logits(hidden[:, -1:])[:, 0], cache
+
+
+@dataclasses.dataclass(frozen=True)
+class Prefilled:
+    """What prefill hands back: the device state and knobs, and the first tokens on the host."""
+
+    state: DecodeState
+    knobs: RowKnobs
+    first_tokens: np.ndarray  # int32 [batch]
+    first_logprobs: np.ndarray  # float32 [batch]
+    prompt_len: int  # the prompt bucket: the rows' prompts end at slot prompt_len - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+    """One decode call's results on the host; row r chose out_tokens[r, :count] in this call."""
+
+    out_tokens: np.ndarray  # int32 [B, steps]
+    out_logprobs: np.ndarray  # float32 [B, steps]
+    generated: np.ndarray  # int32 [B]: tokens chosen so far in all (prefill's first included)
+    done: np.ndarray  # bool [B]
+    stopped: np.ndarray  # bool [B]
 
 
 class Sampler:
@@ -130,9 +176,10 @@ class Sampler:
         self.batch_multiple = int(mesh.shape.get("data", 1) * mesh.shape.get("fsdp", 1))
         self.max_batch = batch_bucket(max(int(max_batch), self.batch_multiple), self.batch_multiple, 1 << 30)
         self.state = self._to_decode_layout(state)
-        self._programs: dict[tuple[int, int, int, str], tuple] = {}
-        self.compile_count = 0  # traces of prefill/decode; each trace is one XLA compile
-        self._lock = threading.Lock()
+        self._programs: dict[tuple, Callable] = {}
+        self.compile_count = 0  # XLA compiles, counted by the program cache (one per shape key)
+        # Held for each compiled call and for a whole generate_requests: set_state never lands mid-call.
+        self.lock = threading.RLock()
 
     # ---------------------------------------------------------------- public API
 
@@ -146,7 +193,7 @@ class Sampler:
         ) != jax.tree.leaves(self.source_state_shapes):
             raise ValueError("set_state: the new state's structure, shapes or dtypes differ from the sampler's model")
         converted = self._to_decode_layout(state)
-        with self._lock:
+        with self.lock:
             self.state = converted
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Completion]]:
@@ -164,22 +211,26 @@ class Sampler:
         self, requests: Sequence[tuple[Sequence[Sequence[int]], SamplingParams]]
     ) -> list[list[list[Completion]]]:
         """Several requests (prompts, params) in shared compiled calls; results per request, prompt, sample."""
-        rows: list[tuple[int, _Row]] = []
+        rows: list[tuple[int, SampleRow]] = []
         for r, (prompts, params) in enumerate(requests):
-            self.check_request(prompts, params)
-            for p, prompt in enumerate(prompts):
-                rows += [(r, _Row([int(t) for t in prompt], params, p, s)) for s in range(params.n)]
+            rows += [(r, row) for row in self.rows_of(prompts, params)]
         results: list[list[list[Completion | None]]] = [
             [[None] * params.n for _ in prompts] for prompts, params in requests
         ]
         # Rows with similar new-token budgets and prompt lengths share a chunk: less padding.
-        order = sorted(range(len(rows)), key=lambda i: (self._new_bucket(rows[i][1]), len(rows[i][1].prompt)))
-        with self._lock:
+        order = sorted(range(len(rows)), key=lambda i: (self.new_bucket(rows[i][1]), len(rows[i][1].prompt)))
+        with self.lock:
             for chunk in chunks(len(order), self.max_batch):
                 chunk_rows = [rows[order[i]] for i in chunk]
                 for (r, row), completion in zip(chunk_rows, self._run([row for _, row in chunk_rows])):
                     results[r][row.prompt_index][row.sample_index] = completion
         return results
+
+    def rows_of(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[SampleRow]:
+        """A validated request as its rows: `params.n` per prompt (raises ValueError, see check_request)."""
+        self.check_request(prompts, params)
+        return [SampleRow([int(t) for t in prompt], params, p, s)
+                for p, prompt in enumerate(prompts) for s in range(params.n)]
 
     def check_request(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> None:
         """Raises ValueError for a request this sampler cannot serve (the server answers 400)."""
@@ -187,7 +238,7 @@ class Sampler:
             raise TypeError(f"params must be SamplingParams, got {type(params).__name__}")
         if isinstance(prompts, (str, bytes)) or not prompts:
             raise ValueError("prompts must be a non-empty list of token-id lists")
-        stops = self._stop_ids(params)
+        stops = self.stop_ids(params)
         if len(stops) > self.max_stop_ids:
             raise ValueError(f"{len(stops)} stop token ids; at most {self.max_stop_ids} are supported")
         for i, prompt in enumerate(prompts):
@@ -206,172 +257,262 @@ class Sampler:
             if low < 0 or high >= self.config.vocab_size:
                 raise ValueError(f"prompt {i} has token ids outside [0, {self.config.vocab_size})")
 
-    # ---------------------------------------------------------------- one compiled chunk
-
-    def _require_tokenizer(self) -> ChatTokenizer:
-        if self.tokenizer is None:
-            raise ValueError("this sampler has no tokenizer; pass one to Sampler(...) for chat generation")
-        return self.tokenizer
-
-    def _stop_ids(self, params: SamplingParams) -> tuple[int, ...]:
+    def stop_ids(self, params: SamplingParams) -> tuple[int, ...]:
         if params.stop_token_ids is not None:
             return params.stop_token_ids
         return self.tokenizer.eos_token_ids if self.tokenizer is not None else ()
 
-    def _new_bucket(self, row: _Row) -> int:
+    def new_bucket(self, row: SampleRow) -> int:
         return max(next_power_of_two(row.params.max_new_tokens), self.min_new_bucket)
 
-    def _batch_spec(self, shape: tuple[int, ...]) -> NamedSharding:
-        axes = ("act_batch",) + (None,) * (len(shape) - 1)
-        return NamedSharding(self.mesh, logical_to_spec(axes, shape, self.mesh))
+    def prompt_bucket(self, rows: Sequence[SampleRow]) -> int:
+        return bucket(max(len(r.prompt) for r in rows), self.min_prompt_bucket, self.max_prompt_len)
 
-    def _run(self, rows: list[_Row]) -> list[Completion]:
-        batch = batch_bucket(len(rows), self.batch_multiple, self.max_batch)
-        prompt_len = bucket(max(len(r.prompt) for r in rows), self.min_prompt_bucket, self.max_prompt_len)
-        new_len = max(self._new_bucket(r) for r in rows)
-        params = [r.params for r in rows]
-        if all(p.is_greedy for p in params):
-            mode = "greedy"
-        elif any(p.needs_filtering for p in params):
-            mode = "filtered"
-        else:
-            mode = "sample"
-        pad_id = self.tokenizer.pad_id if self.tokenizer is not None else 0
-
-        tokens = np.full((batch, prompt_len), pad_id, np.int32)
-        segments = np.zeros((batch, prompt_len), np.int32)
-        lengths = np.ones(batch, np.int32)
-        for i, row in enumerate(rows):
-            tokens[i, prompt_len - len(row.prompt):] = row.prompt
-            segments[i, prompt_len - len(row.prompt):] = 1
-            lengths[i] = len(row.prompt)
-        segments[len(rows):, -1] = 1  # padding rows: one real token so no attention row is empty
-        positions = np.maximum(np.cumsum(segments, axis=1) - 1, 0).astype(np.int32)
-
-        def per_row(values, dtype, fill):
-            out = np.full(batch, fill, dtype)
-            out[: len(rows)] = values
-            return out
-
-        knobs = dict(
-            temperature=per_row([p.temperature for p in params], np.float32, 0.0),
-            top_p=per_row([p.top_p for p in params], np.float32, 1.0),
-            top_k=per_row([p.top_k for p in params], np.int32, 0),
-            seeds=per_row([p.seed % 2**32 for p in params], np.uint32, 0),
-            prompt_index=per_row([r.prompt_index for r in rows], np.int32, 0),
-            sample_index=per_row([r.sample_index for r in rows], np.int32, 0),
-        )
-        max_new = per_row([p.max_new_tokens for p in params], np.int32, 0)
-        stop_ids = np.full((batch, self.max_stop_ids), -1, np.int32)
-        for i, p in enumerate(params):
-            ids = self._stop_ids(p)
-            stop_ids[i, : len(ids)] = ids
-
-        prefill, decode = self._program(batch, prompt_len, new_len, mode)
-        # On several hosts every host passes the same global batch (see w4s.policy.SamplerPolicy).
-        put = lambda x: jax.device_put(x, self._batch_spec(x.shape))  # noqa: E731
-        knobs = {k: put(v) for k, v in knobs.items()}
-        cache, first, first_lp = prefill(self.state, put(tokens), put(segments), put(positions), knobs)
-        out_tokens, out_lps, out_lengths, stopped, _ = decode(
-            self.state, cache, first, first_lp, put(lengths), put(max_new), put(stop_ids), knobs
-        )
-        out_tokens, out_lps, out_lengths, stopped = (_to_host(x) for x in (out_tokens, out_lps, out_lengths, stopped))
-        return [
-            self._completion(row, out_tokens[i, : out_lengths[i]], out_lps[i, : out_lengths[i]], bool(stopped[i]))
-            for i, row in enumerate(rows)
-        ]
-
-    def _completion(self, row: _Row, tokens: np.ndarray, logprobs: np.ndarray, stopped: bool) -> Completion:
-        ids, lps = tokens.tolist(), logprobs.astype(float).tolist()
+    def completion(self, row: SampleRow, tokens: Sequence[int], logprobs: Sequence[float], stopped: bool) -> Completion:
+        """A row's reply from its chosen tokens: the stop token dropped, the text cut at a stop string."""
+        ids, lps = [int(t) for t in tokens], [float(x) for x in logprobs]
         if stopped:
-            ids, lps, _ = trim_stop_token(ids, lps, set(self._stop_ids(row.params)))
+            ids, lps, _ = trim_stop_token(ids, lps, set(self.stop_ids(row.params)))
         text = self.tokenizer.decode(ids) if self.tokenizer is not None else ""
         if row.params.stop_strings and self.tokenizer is not None:
             ids, lps, text, matched = cut_at_stop_string(ids, lps, text, row.params.stop_strings, self.tokenizer.decode)
             stopped = stopped or matched
         return Completion(ids, lps, text, "stop" if stopped else "length", len(row.prompt))
 
+    # ---------------------------------------------------------------- the programs, called from the host
+
+    def prefill(self, rows: Sequence[SampleRow], room: int) -> Prefilled:
+        """Prefills `rows` (padded to a batch bucket) into a cache of prompt bucket + `room` slots."""
+        batch = batch_bucket(len(rows), self.batch_multiple, self.max_batch)
+        prompt_len = self.prompt_bucket(rows)
+        mode = sampling_mode(r.params for r in rows)
+        pad_id = self.tokenizer.pad_id if self.tokenizer is not None else 0
+        tokens = np.full((batch, prompt_len), pad_id, np.int32)
+        segments = np.zeros((batch, prompt_len), np.int32)
+        for i, row in enumerate(rows):
+            tokens[i, prompt_len - len(row.prompt):] = row.prompt
+            segments[i, prompt_len - len(row.prompt):] = 1
+        segments[len(rows):, -1] = 1  # padding rows: one real token so no attention row is empty
+        positions = np.maximum(np.cumsum(segments, axis=1) - 1, 0).astype(np.int32)
+        knobs = jax.tree.map(self._put_rows, RowKnobs.from_rows(rows, batch, self.max_stop_ids, self.stop_ids))
+        # On several hosts every host passes the same global batch (see w4s.policy.SamplerPolicy).
+        inputs = (*(self._put_rows(x) for x in (tokens, segments, positions)), knobs)
+        shape = (batch, prompt_len, prompt_len + room, mode)
+        state, first_logprobs = self._call("prefill", shape, inputs, with_params=True)
+        return Prefilled(state, knobs, _to_host(state.tokens), _to_host(first_logprobs), prompt_len)
+
+    def decode(self, state: DecodeState, knobs: RowKnobs, *, steps: int, mode: str,
+               ended: np.ndarray | None = None) -> tuple[DecodeState, Decoded]:
+        """Up to `steps` tokens for every row not done (`ended` rows are marked done first); donates `state`."""
+        batch, cache_len = state.tokens.shape[0], cache_slots(state.cache)
+        ended = self._put_rows(np.zeros(batch, bool) if ended is None else ended)
+        state, out_tokens, out_logprobs = self._call("decode", (batch, cache_len, steps, mode), (state, knobs, ended),
+                                                     with_params=True)
+        host = (out_tokens, out_logprobs, state.generated, state.done, state.stopped)
+        return state, Decoded(*(_to_host(x) for x in host))
+
+    def insert(self, state: DecodeState, knobs: RowKnobs, block: Prefilled,
+               rows: Sequence[int]) -> tuple[DecodeState, RowKnobs]:
+        """Writes `block`'s rows into rows `rows` of `state` (donated), its prompts ending at the shared
+        slot `state.cache.end - 1`; needs `cache.end >= block.prompt_len`. Extra block rows are dropped."""
+        batch, cache_len = state.tokens.shape[0], cache_slots(state.cache)
+        block_batch = block.state.tokens.shape[0]
+        targets = np.full(block_batch, batch, np.int32)  # out of range: dropped
+        targets[: len(rows)] = rows
+        args = (state, knobs, block.state, block.knobs, self._put_replicated(targets))
+        return self._call("insert", (batch, cache_len, block_batch, block.prompt_len), args, with_params=False)
+
+    def relayout(self, state: DecodeState, knobs: RowKnobs, row_map: Sequence[int], start: int,
+                 cache_len: int) -> tuple[DecodeState, RowKnobs]:
+        """A state of len(row_map) rows (new row i = old row row_map[i]; -1 = empty) and `cache_len`
+        slots (new slot s = old slot start + s; outside the old window = empty); donates `state`."""
+        batch, old_len = state.tokens.shape[0], cache_slots(state.cache)
+        args = (state, knobs, *(self._put_replicated(np.asarray(x, np.int32)) for x in (row_map, start)))
+        return self._call("relayout", (batch, old_len, len(row_map), cache_len), args, with_params=False)
+
+    # ---------------------------------------------------------------- the batch driver
+
+    def _require_tokenizer(self) -> ChatTokenizer:
+        if self.tokenizer is None:
+            raise ValueError("this sampler has no tokenizer; pass one to Sampler(...) for chat generation")
+        return self.tokenizer
+
+    def _run(self, rows: list[SampleRow]) -> list[Completion]:
+        """One chunk of rows: prefill with room for the longest reply, then one decode call to the end."""
+        new_len = max(self.new_bucket(r) for r in rows)
+        prefilled = self.prefill(rows, room=new_len)
+        mode = sampling_mode(r.params for r in rows)
+        _, decoded = self.decode(prefilled.state, prefilled.knobs, steps=new_len, mode=mode)
+        completions = []
+        for i, row in enumerate(rows):
+            more = decoded.generated[i] - 1  # tokens chosen by the decode call
+            tokens = [prefilled.first_tokens[i], *decoded.out_tokens[i, :more]]
+            logprobs = [prefilled.first_logprobs[i], *decoded.out_logprobs[i, :more]]
+            completions.append(self.completion(row, tokens, logprobs, bool(decoded.stopped[i])))
+        return completions
+
     # ---------------------------------------------------------------- compiled programs
 
-    def _program(self, batch: int, prompt_len: int, new_len: int, mode: str) -> tuple:
-        key = (batch, prompt_len, new_len, mode)
-        if key not in self._programs:
-            self._programs[key] = self._build(batch, prompt_len, new_len, mode)
-        return self._programs[key]
+    def _call(self, kind: str, shape: tuple, args: tuple, *, with_params: bool):
+        """Runs program `kind` for `shape` (the `_build_<kind>` arguments), compiling it ahead of time on
+        first use; `with_params` passes the model's parameters first."""
+        key = (kind, *shape)
+        with self.lock:
+            args = (self.state, *args) if with_params else args
+            if key not in self._programs:
+                with jax.set_mesh(self.mesh):  # the model's logical sharding constraints resolve to this mesh
+                    self._programs[key] = getattr(self, f"_build_{kind}")(*shape).lower(*args).compile()
+                self.compile_count += 1
+            return self._programs[key](*args)
 
-    def _build(self, batch: int, prompt_len: int, new_len: int, mode: str) -> tuple:
-        config, graphdef, mesh = self.config, self.graphdef, self.mesh
-        cache_len = prompt_len + new_len
-        abstract_cache = jax.eval_shape(lambda: KVCache.init(config, batch, cache_len, self.cache_dtype))
-        cache_shardings = kv_cache_shardings(abstract_cache, mesh)
-        vec = self._batch_spec((batch,))
-        mat = self._batch_spec((batch, prompt_len))
-        out_mat = self._batch_spec((batch, new_len))
-        stops = self._batch_spec((batch, self.max_stop_ids))
-        knob_shardings = {k: vec for k in ("temperature", "top_p", "top_k", "seeds", "prompt_index", "sample_index")}
+    def _rows_spec(self, shape: tuple[int, ...]) -> NamedSharding:
+        axes = ("act_batch",) + (None,) * (len(shape) - 1)
+        return NamedSharding(self.mesh, logical_to_spec(axes, shape, self.mesh))
 
-        def prefill(state, tokens, segments, positions, knobs):
-            self.compile_count += 1
-            model = nnx.merge(graphdef, state)
-            cache = KVCache.init(config, batch, cache_len, self.cache_dtype)
-            cache = jax.lax.with_sharding_constraint(cache, cache_shardings)
-            hidden, cache = model.hidden_states(tokens, positions, segments, cache)
-            logits = model.logits(hidden[:, -1:])[:, 0]
-            keys = _step_keys(_row_keys(knobs["seeds"], knobs["prompt_index"], knobs["sample_index"]), 0)
-            token, logprob = choose_tokens(logits, knobs["temperature"], knobs["top_p"], knobs["top_k"], keys, mode)
-            return cache, token, logprob
+    def _put_rows(self, x: np.ndarray) -> jax.Array:
+        return jax.device_put(x, self._rows_spec(np.shape(x)))
 
-        def decode(state, cache, first, first_lp, prompt_lengths, max_new, stop_ids, knobs):
-            self.compile_count += 1
-            model = nnx.merge(graphdef, state)
-            row_keys = _row_keys(knobs["seeds"], knobs["prompt_index"], knobs["sample_index"])
+    def _put_replicated(self, x: np.ndarray) -> jax.Array:
+        return jax.device_put(x, NamedSharding(self.mesh, PartitionSpec()))
 
-            def is_stop(token):
-                return jnp.any(token[:, None] == stop_ids, axis=-1)
+    def _state_spec(self, batch: int, cache_len: int) -> tuple[DecodeState, RowKnobs]:
+        """Shardings of a DecodeState and its RowKnobs: rows over the data axes, kv heads over tensor."""
+        abstract = jax.eval_shape(lambda: KVCache.init(self.config, batch, cache_len, self.cache_dtype))
+        vec = self._rows_spec((batch,))
+        state = DecodeState(kv_cache_shardings(abstract, self.mesh), vec, vec, vec, vec, vec)
+        knobs = RowKnobs(**{name: vec for name in EMPTY_KNOBS if name != "stop_ids"},
+                         stop_ids=self._rows_spec((batch, self.max_stop_ids)))
+        return state, knobs
 
-            out_tokens = jnp.zeros((batch, new_len), jnp.int32).at[:, 0].set(first)
-            out_lps = jnp.zeros((batch, new_len), jnp.float32).at[:, 0].set(first_lp)
-            stopped = is_stop(first) & (max_new >= 1)
-            done = stopped | (max_new <= 1)
-            lengths = jnp.where(max_new >= 1, 1, 0).astype(jnp.int32)
+    def _build_prefill(self, batch: int, prompt_len: int, cache_len: int, mode: str):
+        config, graphdef, dtype = self.config, self.graphdef, self.cache_dtype
+        state_spec, knob_spec = self._state_spec(batch, cache_len)
+        mat = self._rows_spec((batch, prompt_len))
 
-            def cond(carry):
-                step, _, _, _, _, done, _, _ = carry
-                return (step < new_len) & ~jnp.all(done)
+        def prefill(params, tokens, segments, positions, knobs: RowKnobs) -> tuple[DecodeState, jax.Array]:
+            model = nnx.merge(graphdef, params)
+            cache = jax.lax.with_sharding_constraint(KVCache.init(config, batch, cache_len, dtype), state_spec.cache)
+            logits, cache = _model_step(model, tokens, positions, segments, cache)
+            keys = _step_keys(knobs, jnp.zeros(batch, jnp.int32))
+            token, logprob = choose_tokens(logits, knobs.temperature, knobs.top_p, knobs.top_k, keys, mode)
+            stopped = _is_stop(token, knobs.stop_ids)
+            state = DecodeState(cache=cache, tokens=token, positions=positions[:, -1] + 1,
+                                generated=jnp.ones(batch, jnp.int32), done=stopped | (knobs.max_new <= 1), stopped=stopped)
+            return state, logprob
 
-            def body(carry):
-                step, cache, token, out_tokens, out_lps, done, stopped, lengths = carry
-                positions = (prompt_lengths + step - 1)[:, None]
-                logits, cache = model(token[:, None], positions, jnp.ones_like(positions), cache)
-                keys = _step_keys(row_keys, step)
-                new, logprob = choose_tokens(
-                    logits[:, 0], knobs["temperature"], knobs["top_p"], knobs["top_k"], keys, mode
-                )
-                new = jnp.where(done, 0, new)
-                out_tokens = jax.lax.dynamic_update_slice(out_tokens, new[:, None], (0, step))
-                out_lps = jax.lax.dynamic_update_slice(out_lps, jnp.where(done, 0.0, logprob)[:, None], (0, step))
-                lengths = jnp.where(done, lengths, step + 1)
-                hit = ~done & is_stop(new)
-                stopped = stopped | hit
-                done = done | hit | (step + 1 >= max_new)
-                return step + 1, cache, new, out_tokens, out_lps, done, stopped, lengths
+        return jax.jit(prefill, in_shardings=(self._state_shardings, mat, mat, mat, knob_spec),
+                       out_shardings=(state_spec, state_spec.tokens))
 
-            carry = (jnp.int32(1), cache, first, out_tokens, out_lps, done, stopped, lengths)
-            _, cache, _, out_tokens, out_lps, _, stopped, lengths = jax.lax.while_loop(cond, body, carry)
-            return out_tokens, out_lps, lengths, stopped, cache
+    def _build_decode(self, batch: int, cache_len: int, steps: int, mode: str):
+        graphdef = self.graphdef
+        state_spec, knob_spec = self._state_spec(batch, cache_len)
+        out_spec = self._rows_spec((batch, steps))
 
-        prefill_jit = jax.jit(
-            prefill,
-            in_shardings=(self._state_shardings, mat, mat, mat, knob_shardings),
-            out_shardings=(cache_shardings, vec, vec),
-        )
-        decode_jit = jax.jit(
-            decode,
-            in_shardings=(self._state_shardings, cache_shardings, vec, vec, vec, vec, stops, knob_shardings),
-            out_shardings=(out_mat, out_mat, vec, vec, cache_shardings),
-            donate_argnums=(1,),
-        )
-        return _with_mesh(prefill_jit, mesh), _with_mesh(decode_jit, mesh)
+        def decode(params, state: DecodeState, knobs: RowKnobs, ended: jax.Array):
+            model = nnx.merge(graphdef, params)
+
+            def cond(carry: DecodeCarry) -> jax.Array:
+                return (carry.step < steps) & ~jnp.all(carry.state.done)
+
+            def body(carry: DecodeCarry) -> DecodeCarry:
+                s = carry.state
+                logits, cache = _model_step(model, s.tokens[:, None], s.positions[:, None],
+                                            jnp.ones((batch, 1), jnp.int32), s.cache)
+                keys = _step_keys(knobs, s.generated)
+                token, logprob = choose_tokens(logits, knobs.temperature, knobs.top_p, knobs.top_k, keys, mode)
+                live = ~s.done
+                token, logprob = jnp.where(live, token, 0), jnp.where(live, logprob, 0.0)
+                hit = live & _is_stop(token, knobs.stop_ids)
+                generated = s.generated + live.astype(jnp.int32)
+                state = DecodeState(cache=cache, tokens=token, positions=s.positions + 1, generated=generated,
+                                    done=s.done | hit | (generated >= knobs.max_new), stopped=s.stopped | hit)
+                at = (0, carry.step)
+                return DecodeCarry(state, carry.step + 1,
+                                   jax.lax.dynamic_update_slice(carry.out_tokens, token[:, None], at),
+                                   jax.lax.dynamic_update_slice(carry.out_logprobs, logprob[:, None], at))
+
+            start = DecodeCarry(dataclasses.replace(state, done=state.done | ended), jnp.int32(0),
+                                jnp.zeros((batch, steps), jnp.int32), jnp.zeros((batch, steps), jnp.float32))
+            end = jax.lax.while_loop(cond, body, start)
+            return end.state, end.out_tokens, end.out_logprobs
+
+        return jax.jit(decode, in_shardings=(self._state_shardings, state_spec, knob_spec, state_spec.done),
+                       out_shardings=(state_spec, out_spec, out_spec), donate_argnums=(1,))
+
+    def _build_insert(self, batch: int, cache_len: int, block_batch: int, prompt_len: int):
+        state_spec, knob_spec = self._state_spec(batch, cache_len)
+        block_state_spec, block_knob_spec = self._state_spec(block_batch, prompt_len)
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+
+        def insert(state: DecodeState, knobs: RowKnobs, block: DecodeState, block_knobs: RowKnobs, targets):
+            offset = state.cache.end - prompt_len  # the block's prompts end where the running rows' do
+
+            def place(big: jax.Array, small: jax.Array, axes: tuple[str, ...]) -> jax.Array:
+                rows_axis, slots_axis = axes.index("act_batch"), axes.index("cache_length")
+                shape = list(small.shape)
+                shape[slots_axis] = big.shape[slots_axis]
+                at = [0] * small.ndim
+                at[slots_axis] = offset
+                placed = jax.lax.dynamic_update_slice(jnp.zeros(shape, big.dtype), small.astype(big.dtype), at)
+                return _scatter_rows(big, placed, targets, rows_axis)
+
+            cache = KVCache(k=place(state.cache.k, block.cache.k, KV_AXES), v=place(state.cache.v, block.cache.v, KV_AXES),
+                            segment_ids=place(state.cache.segment_ids, block.cache.segment_ids, SEGMENT_AXES),
+                            end=state.cache.end)
+            rows = functools.partial(jax.tree.map, lambda big, small: _scatter_rows(big, small, targets, 0))
+            fields = {name: getattr(state, name) for name in EMPTY_ROW}
+            new_fields = rows(fields, {name: getattr(block, name) for name in EMPTY_ROW})
+            return DecodeState(cache=cache, **new_fields), rows(knobs, block_knobs)
+
+        return jax.jit(insert, in_shardings=(state_spec, knob_spec, block_state_spec, block_knob_spec, replicated),
+                       out_shardings=(state_spec, knob_spec), donate_argnums=(0, 1))
+
+    def _build_relayout(self, batch: int, old_len: int, new_batch: int, cache_len: int):
+        state_spec, knob_spec = self._state_spec(batch, old_len)
+        new_state_spec, new_knob_spec = self._state_spec(new_batch, cache_len)
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+
+        def relayout(state: DecodeState, knobs: RowKnobs, row_map: jax.Array, start: jax.Array):
+            kept = row_map >= 0
+            sources = jnp.maximum(row_map, 0)
+            slots = start + jnp.arange(cache_len)
+            in_window = (slots >= 0) & (slots < old_len)
+            slots = jnp.clip(slots, 0, old_len - 1)
+
+            def move(x: jax.Array, axes: tuple[str, ...]) -> jax.Array:
+                rows_axis, slots_axis = axes.index("act_batch"), axes.index("cache_length")
+                x = jnp.take(jnp.take(x, sources, axis=rows_axis), slots, axis=slots_axis)
+                mask = _along(kept, rows_axis, x.ndim) & _along(in_window, slots_axis, x.ndim)
+                return jnp.where(mask, x, jnp.zeros((), x.dtype))
+
+            def rows(x: jax.Array, empty) -> jax.Array:
+                return jnp.where(_along(kept, 0, x.ndim), jnp.take(x, sources, axis=0), jnp.asarray(empty, x.dtype))
+
+            cache = KVCache(k=move(state.cache.k, KV_AXES), v=move(state.cache.v, KV_AXES),
+                            segment_ids=move(state.cache.segment_ids, SEGMENT_AXES), end=state.cache.end - start)
+            new_state = DecodeState(cache=cache, **{name: rows(getattr(state, name), empty) for name, empty in EMPTY_ROW.items()})
+            new_knobs = RowKnobs(**{name: rows(getattr(knobs, name), empty) for name, empty in EMPTY_KNOBS.items()})
+            return new_state, new_knobs
+
+        same_shapes = (new_batch, cache_len) == (batch, old_len)  # else the old buffers cannot be reused
+        return jax.jit(relayout, in_shardings=(state_spec, knob_spec, replicated, replicated),
+                       out_shardings=(new_state_spec, new_knob_spec), donate_argnums=(0, 1) if same_shapes else ())
+
+
+def _scatter_rows(big: jax.Array, rows: jax.Array, targets: jax.Array, axis: int) -> jax.Array:
+    """`big` with its rows `targets` (along `axis`) replaced by `rows`; out-of-range targets are dropped."""
+    index = (slice(None),) * axis + (targets,)
+    return big.at[index].set(rows.astype(big.dtype), mode="drop")
+
+
+def _along(mask: jax.Array, axis: int, ndim: int) -> jax.Array:
+    """A 1-D mask shaped to broadcast along `axis` of an ndim array."""
+    return mask.reshape((1,) * axis + (-1,) + (1,) * (ndim - axis - 1))
+
+
+def cache_slots(cache: KVCache) -> int:
+    """The number of slots of a cache (its length axis)."""
+    return cache.segment_ids.shape[SEGMENT_AXES.index("cache_length")]
 
 
 def _to_host(x: jax.Array) -> np.ndarray:
@@ -387,15 +528,5 @@ def _shapes(state: nnx.State):
     return jax.tree.map(lambda x: (tuple(np.shape(x)), jnp.result_type(x)), state)
 
 
-def _with_mesh(fn, mesh: Mesh):
-    """Runs `fn` with `mesh` set, so the model's logical sharding constraints resolve to it."""
-
-    @functools.wraps(fn)
-    def wrapped(*args):
-        with jax.set_mesh(mesh):
-            return fn(*args)
-
-    return wrapped
-
-
-__all__ = ["MODES", "Completion", "Sampler", "SamplingParams", "choose_tokens"]
+__all__ = ["MODES", "Completion", "Decoded", "Prefilled", "Sampler", "SamplingParams", "cache_slots", "choose_tokens",
+           "sampling_mode"]

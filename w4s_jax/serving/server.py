@@ -4,9 +4,11 @@ JSON mode (`response_format: {"type": "json_object"}`): every choice's text must
 `json.loads`. A choice that does not is sampled again with the next seed, at most `json_retries`
 times (a greedy request is deterministic, so it is not retried); if a choice is still not JSON the
 request fails with HTTP 422 and error code `json_invalid`, so a client never mistakes prose for
-JSON. Streaming (`stream: true`) sends OpenAI's chunk format ending with `data: [DONE]`; chunks are
-cut at token boundaries after the request's batch has been generated (the compiled decode loop runs
-to completion), so streaming changes the wire format, not the time to the first token.
+JSON. Streaming (`stream: true`) sends OpenAI's chunk format ending with `data: [DONE]`: each
+choice's text goes out as the continuous batcher decodes it (the first token right after the
+request's prefill), held back only where an incomplete UTF-8 character or a possible stop string
+could still change it; each choice's logprobs come with its finish chunk. A JSON-mode stream is sent
+once every choice parses (a stream cannot take back a choice that has to be re-sampled).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from aiohttp import web
 
 from w4s_jax.sampling.params import Completion
 from w4s_jax.sampling.sampler import Sampler
-from w4s_jax.serving.batching import RequestBatcher
+from w4s_jax.serving.batching import AsyncBatcher
 from w4s_jax.serving.protocol import (
     ChatRequest,
     Defaults,
@@ -41,7 +43,7 @@ from w4s_jax.serving.protocol import (
 log = logging.getLogger(__name__)
 
 SAMPLER_KEY = web.AppKey("sampler", Sampler)
-BATCHER_KEY = web.AppKey("batcher", RequestBatcher)
+BATCHER_KEY = web.AppKey("batcher", AsyncBatcher)
 
 
 def _json_error(error: RequestError) -> web.Response:
@@ -59,7 +61,7 @@ def _is_json(text: str) -> bool:
 class ChatHandler:
     """The route handlers; holds the served name, request defaults and JSON-mode retries."""
 
-    def __init__(self, sampler: Sampler, batcher: RequestBatcher, served_name: str, defaults: Defaults,
+    def __init__(self, sampler: Sampler, batcher: AsyncBatcher, served_name: str, defaults: Defaults,
                  json_retries: int) -> None:
         self.sampler, self.batcher = sampler, batcher
         self.served_name, self.defaults, self.json_retries = served_name, defaults, json_retries
@@ -77,7 +79,9 @@ class ChatHandler:
                 self.sampler.check_request([prompt], chat.params)
             except ValueError as error:
                 raise RequestError(400, str(error), "messages", "context_length_exceeded") from error
-            completions = (await self.batcher.submit([prompt], chat.params))[0]
+            if chat.stream and not chat.json_mode:
+                return await self._stream_as_decoded(request, chat, prompt)
+            completions = (await self.batcher.complete([prompt], chat.params))[0]
             if chat.json_mode:
                 completions = await self._retry_until_json(prompt, chat, completions)
         except RequestError as error:
@@ -88,7 +92,14 @@ class ChatHandler:
         if not chat.stream:
             body = chat_completion_body(completion_id, self.served_name, completions, len(prompt), logprobs)
             return web.json_response(body)
-        return await self._stream(request, chat, completion_id, completions, len(prompt), logprobs)
+        # JSON mode: a stream cannot take back a choice that turns out not to parse, so it is sent once valid.
+        stream = _EventStream(request, completion_id, self.served_name)
+        await stream.open(chat.params.n)
+        for i, completion in enumerate(completions):
+            for piece in text_pieces(completion, decode):
+                await stream.delta(i, piece)
+            await stream.finish(i, completion, logprobs[i] if logprobs else None)
+        return await stream.close(usage(len(prompt), completions) if chat.include_usage else None)
 
     async def _retry_until_json(self, prompt: list[int], chat: ChatRequest, completions: list[Completion]) -> list[Completion]:
         completions = list(completions)
@@ -98,7 +109,7 @@ class ChatHandler:
             if not bad:
                 break
             params = chat.params.replace(n=len(bad), seed=(chat.params.seed + attempt * 7919) % 2**32)
-            again = (await self.batcher.submit([prompt], params))[0]
+            again = (await self.batcher.complete([prompt], params))[0]
             for i, completion in zip(bad, again):
                 completions[i] = completion
         bad = [i for i, c in enumerate(completions) if not _is_json(c.text)]
@@ -109,28 +120,67 @@ class ChatHandler:
             )
         return completions
 
-    async def _stream(self, request: web.Request, chat: ChatRequest, completion_id: str,
-                      completions: list[Completion], prompt_tokens: int, logprobs: list[dict] | None) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await response.prepare(request)
-        created = int(time.time())
+    async def _stream_as_decoded(self, request: web.Request, chat: ChatRequest, prompt: list[int]) -> web.StreamResponse:
+        """Sends each choice's text as the batcher settles it, then its finish chunk, usage and [DONE]."""
+        submission = self.batcher.submit([prompt], chat.params, stream=True)
+        stream = _EventStream(request, new_completion_id(), self.served_name)
+        completions: list[Completion | None] = [None] * chat.params.n
+        try:
+            await stream.open(chat.params.n)
+            async for event in submission.events():
+                if event.text:
+                    await stream.delta(event.sample_index, event.text)
+                if event.completion is not None:
+                    completions[event.sample_index] = event.completion
+                    logprobs = logprobs_content(event.completion, self.sampler.tokenizer.decode) if chat.logprobs else None
+                    await stream.finish(event.sample_index, event.completion, logprobs)
+        except ConnectionResetError:  # the client went away; its rows are freed below
+            return stream.response
+        except Exception as error:  # headers are sent: report in the stream (the openai client raises it)
+            log.exception("streamed request failed")
+            return await stream.fail(error)
+        finally:
+            submission.cancel()  # frees the rows of a client that went away; no-op once finished
+        return await stream.close(usage(len(prompt), completions) if chat.include_usage else None)
 
-        async def send(choices: list[dict], usage_counts: dict | None = None) -> None:
-            body = chunk_body(completion_id, self.served_name, created, choices, usage_counts)
-            await response.write(f"data: {json.dumps(body)}\n\n".encode())
 
-        decode = self.sampler.tokenizer.decode
-        for i, completion in enumerate(completions):
-            await send([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
-            for piece in text_pieces(completion, decode):
-                await send([{"index": i, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}])
-            final_logprobs = logprobs[i] if logprobs else None
-            await send([{"index": i, "delta": {}, "logprobs": final_logprobs, "finish_reason": completion.finish_reason}])
-        if chat.include_usage:
-            await send([], usage(prompt_tokens, completions))
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-        return response
+class _EventStream:
+    """One server-sent-events response in OpenAI's chat.completion.chunk format."""
+
+    def __init__(self, request: web.Request, completion_id: str, model: str) -> None:
+        self.request, self.completion_id, self.model = request, completion_id, model
+        self.response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        self.created = int(time.time())
+
+    async def _send(self, choices: list[dict], usage_counts: dict | None = None) -> None:
+        body = chunk_body(self.completion_id, self.model, self.created, choices, usage_counts)
+        await self.response.write(f"data: {json.dumps(body)}\n\n".encode())
+
+    async def open(self, n: int) -> None:
+        """Headers, then each choice's role chunk."""
+        await self.response.prepare(self.request)
+        for i in range(n):
+            await self._send([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                               "finish_reason": None}])
+
+    async def delta(self, index: int, text: str) -> None:
+        await self._send([{"index": index, "delta": {"content": text}, "logprobs": None, "finish_reason": None}])
+
+    async def finish(self, index: int, completion: Completion, logprobs: dict | None) -> None:
+        await self._send([{"index": index, "delta": {}, "logprobs": logprobs, "finish_reason": completion.finish_reason}])
+
+    async def close(self, usage_counts: dict | None) -> web.StreamResponse:
+        if usage_counts is not None:
+            await self._send([], usage_counts)
+        await self.response.write(b"data: [DONE]\n\n")
+        await self.response.write_eof()
+        return self.response
+
+    async def fail(self, error: Exception) -> web.StreamResponse:
+        body = error_body(f"generation failed: {type(error).__name__}: {error}", "server_error", None, "internal_error")
+        await self.response.write(f"data: {json.dumps(body)}\n\n".encode())
+        await self.response.write_eof()
+        return self.response
 
 
 @web.middleware
@@ -148,13 +198,13 @@ async def _errors_as_json(request: web.Request, handler: Callable) -> web.Stream
         return web.json_response(error_body("internal server error", "server_error", None, "internal_error"), status=500)
 
 
-def make_app(sampler: Sampler, *, served_name: str, defaults: Defaults, max_batch: int = 16,
-             batch_wait_ms: float = 5.0, json_retries: int = 3, max_body_mb: float = 32.0) -> web.Application:
+def make_app(sampler: Sampler, *, served_name: str, defaults: Defaults, steps_per_call: int,
+             json_retries: int = 3, max_body_mb: float = 32.0) -> web.Application:
     """The aiohttp application; the batcher starts and stops with the app."""
     if sampler.tokenizer is None:
         raise ValueError("the server needs a sampler with a tokenizer (chat template for messages)")
     app = web.Application(middlewares=[_errors_as_json], client_max_size=int(max_body_mb * 2**20))
-    batcher = RequestBatcher(sampler, max_batch, batch_wait_ms)
+    batcher = AsyncBatcher(sampler, steps_per_call=steps_per_call)
     app[SAMPLER_KEY], app[BATCHER_KEY] = sampler, batcher
     handler = ChatHandler(sampler, batcher, served_name, defaults, json_retries)
     app.router.add_get("/v1/models", handler.models)
