@@ -29,13 +29,13 @@ from w4s_jax.rlao.lora import LoraConfig
 from w4s_jax.rlao.metrics import MetricsLogger
 from w4s_jax.rlao.optimizer import OptimizerConfig
 from w4s_jax.rlao.pipeline import GlobalBatches, PipelineConfig, attention_pairs, build_dataset
-from w4s_jax.rlao.train_step import StepConfig, TrainProgram, to_numpy_metrics
+from w4s_jax.rlao.train_step import StepConfig, TrainProgram, TrainState, to_numpy_metrics
 from w4s_jax.rlao.trajectories import read_trajectories
 
 
 @dataclasses.dataclass
 class TrainResult:
-    state: dict
+    state: TrainState
     frozen: dict
     program: TrainProgram
     steps_done: int
