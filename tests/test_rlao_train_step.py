@@ -17,7 +17,8 @@ from w4s_jax.rlao.examples import WeightConfig, build_examples
 from w4s_jax.rlao.loading import export_meta_agent
 from w4s_jax.rlao.lora import LoraConfig
 from w4s_jax.rlao.optimizer import OptimizerConfig
-from w4s_jax.rlao.pipeline import BATCH_AXES, PipelineConfig, build_dataset, example_features, place_batch
+from w4s_jax.rlao.pipeline import BATCH_AXES, BATCH_KEYS, PipelineConfig, build_dataset, place_batch
+from w4s_jax.rlao.shared_prefix import example_features
 from w4s_jax.rlao.train_step import StepConfig, TrainProgram
 from w4s_jax.rlao.trajectories import read_trajectories
 
@@ -59,8 +60,8 @@ def host_params():
     return jax.device_get(nnx.to_pure_dict(nnx.state(model)))
 
 
-def local_batches(examples, steps, micro_batches=1, rows=ROWS):
-    config = PipelineConfig(seq_len=SEQ, global_batch=rows, micro_batches=micro_batches, seed=0)
+def local_batches(examples, steps, micro_batches=1, rows=ROWS, shared_prefix=True):
+    config = PipelineConfig(seq_len=SEQ, global_batch=rows, micro_batches=micro_batches, seed=0, shared_prefix=shared_prefix)
     iterator = iter(build_dataset(examples, config))
     out = []
     for _ in range(steps):
@@ -87,7 +88,7 @@ def test_equal_rewards_give_plain_sft(examples, host_params, trajectories):
     records = [dataclasses.replace(r, reward=0.7) for r in read_trajectories(str(trajectories))]
     constant, _ = build_examples(records, ByteChatTokenizer(), SEQ, WeightConfig(mode="normalize"))
     assert {e.weight for e in constant} == {1.0}
-    (batch,) = local_batches(constant, 1)
+    (batch,) = local_batches(constant, 1, shared_prefix=False)  # one example per segment, as the reference reads it
     prog = program()
     _, state, _ = train(prog, host_params, [batch])
 
@@ -169,7 +170,7 @@ def test_lora_changes_only_adapters(examples, host_params, tmp_path):
 def _per_example_nll(prog, state, frozen, examples):
     """Mean target-token NLL of each example, one example per row."""
     rows = {k: np.zeros((len(examples), SEQ), np.float32 if k in ("target_scale", "example_weight") else np.int32)
-            for k in ("inputs", "targets", "positions", "segment_ids", "target_scale", "example_weight")}
+            for k in BATCH_KEYS}
     for i, example in enumerate(examples):
         features = example_features(example)
         n = len(features["inputs"])

@@ -321,6 +321,7 @@ def train_section() -> ml_collections.ConfigDict:
         seed=(0, "seed of the data order and of LoRA initialisation"),
         logits_chunk=(512, "sequence positions per logits chunk in the loss (never the full [B, T, V] logits)"),
         packing_bins=(0, "first-fit packing bins (more = less padding); 0 = rows per host per step"),
+        shared_prefix=(True, "pack the examples of one turn as their common prompt once + one branch per example (exact loss, fewer tokens)"),
         tokenizer=("", "chat tokenizer: '' = from model.path, 'bytes' = byte-level (the tiny preset), or a path"),
         progress=(True, "tqdm progress bar on the console"),
         export_dir=("", "after training, write the meta-agent as Hugging Face safetensors here ('' = no export)"),

@@ -103,7 +103,9 @@ class TrainProgram:
 
     def _token_nll(self, params: dict, batch: dict) -> jax.Array:
         model = nnx.merge(self.graphdef, params)
-        h, _ = model.hidden_states(batch["inputs"], batch["positions"], batch["segment_ids"])
+        h, _ = model.hidden_states(
+            batch["inputs"], batch["positions"], batch["segment_ids"], branch_ids=batch["branch_ids"]
+        )
         return token_nll(h, batch["targets"], model.logits, self.step_config.logits_chunk)
 
     def _micro_loss(self, trainable: dict, frozen: dict, micro: dict, examples: jax.Array):
