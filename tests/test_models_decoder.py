@@ -120,11 +120,12 @@ def test_remat_policies_keep_logits_and_gradients(tiny):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-5)
 
 
-def test_chunked_attention_matches_full_attention_with_gradients(tiny):
+@pytest.mark.parametrize("chunk", [4, 5])  # T = 12: three equal blocks, or 5 + 5 + 2
+def test_chunked_attention_matches_full_attention_with_gradients(tiny, chunk):
     config, model, _ = tiny
-    tokens, positions, segments = left_padded_batch(config, np.random.default_rng(5))  # T = 12
+    tokens, positions, segments = left_padded_batch(config, np.random.default_rng(5))
     state = nnx.state(model)
-    chunked_graphdef, _ = nnx.split(Decoder(config.replace(attention_chunk=4), rngs=nnx.Rngs(0)))
+    chunked_graphdef, _ = nnx.split(Decoder(config.replace(attention_chunk=chunk), rngs=nnx.Rngs(0)))
     full_graphdef, _ = nnx.split(Decoder(config.replace(attention_chunk=0), rngs=nnx.Rngs(0)))
 
     def loss(state, graphdef):

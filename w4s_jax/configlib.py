@@ -40,7 +40,7 @@ def model_section() -> ml_collections.ConfigDict:
         param_dtype=("float32", "parameter (master weight) dtype"),
         scan_layers=(True, "scan the decoder layers (compile time independent of depth)"),
         remat=("none", "rematerialisation policy: none, full, dots_saveable, dots_with_no_batch_dims_saveable"),
-        attention_chunk=(512, "queries per attention block for long sequences (bounds the score matrix); 0 = off"),
+        attention_chunk=(128, "queries per attention block (bounds the score matrix; in training a block skips the keys after it); 0 = one block"),
     )
 
 

@@ -13,8 +13,9 @@ one row hold a shared prefix (the trunk, branch 0) once, followed by several con
 each see the trunk and themselves but never each other (RLAO's m candidates of one turn).
 
 Each layer's Attention takes its own `LayerCache` and returns the updated one with its output, so
-the cache flows through the layers as data. Modules run under `jax.named_scope`, so profiles and
-HLO dumps say which part of the model an op belongs to.
+the cache flows through the layers as data; the attention itself runs in query blocks with a
+hand-written backward pass (`w4s_jax.models.blocked_attention`). Modules run under
+`jax.named_scope`, so profiles and HLO dumps say which part of the model an op belongs to.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from w4s_jax.models.blocked_attention import blocked_attention
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.models.kv_cache import KVCache, LayerCache
 from w4s_jax.parallel.sharding import constrain
@@ -44,7 +46,6 @@ __all__ = [
     "rope_inv_freq",
 ]
 
-_MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
 _WEIGHT_STD = 0.02  # transformers' default initializer_range
 
 
@@ -142,33 +143,6 @@ def attention_mask(
     return mask
 
 
-def _attention(q: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array) -> jax.Array:
-    """Masked softmax attention; q [B, T, K, G, E], keys/values [B, K, S, E], mask [B, T, S] -> [B, T, K, G, E]."""
-    scores = jnp.einsum("btkge,bkse->bkgts", q, keys, preferred_element_type=jnp.float32)
-    scores = scores * (q.shape[-1] ** -0.5)
-    scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
-    probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
-    return jnp.einsum("bkgts,bkse->btkge", probs, values)
-
-
-def _chunked_attention(q: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array, chunk: int) -> jax.Array:
-    """The same attention, one block of `chunk` queries at a time, each block rematerialised in
-    the backward pass: the [T, S] score matrix never exists whole (long RLAO sequences)."""
-    batch, length = q.shape[:2]
-    blocks = length // chunk
-
-    def split(x: jax.Array) -> jax.Array:
-        return x.reshape(batch, blocks, chunk, *x.shape[2:]).swapaxes(0, 1)
-
-    @jax.checkpoint
-    def block(args):
-        q_block, mask_block = args
-        return _attention(q_block, keys, values, mask_block)
-
-    out = jax.lax.map(block, (split(q), split(mask)))
-    return out.swapaxes(0, 1).reshape(q.shape)
-
-
 class Attention(nnx.Module):
     """Grouped-query attention with optional q/k/v bias (Qwen2); takes and returns its layer's cache."""
 
@@ -215,11 +189,7 @@ class Attention(nnx.Module):
             batch, length = q.shape[:2]
             q = q.reshape(batch, length, c.num_kv_heads, c.num_heads // c.num_kv_heads, c.head_dim)
             k, v = k.astype(q.dtype), v.astype(q.dtype)
-            chunk = c.attention_chunk
-            if chunk and length > chunk and length % chunk == 0:
-                out = _chunked_attention(q, k, v, mask, chunk)
-            else:
-                out = _attention(q, k, v, mask)
+            out = blocked_attention(q, k, v, mask, c.attention_chunk, cache is None)
             out = out.reshape(batch, length, c.num_heads, c.head_dim)
             return jnp.einsum("bthe,hed->btd", out, self.o_proj.get_value().astype(out.dtype)), cache
 

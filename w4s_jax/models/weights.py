@@ -57,7 +57,7 @@ def load_model(
     param_dtype: str = "float32",
     scan_layers: bool = True,
     remat: str = "none",
-    attention_chunk: int = 512,
+    attention_chunk: int = 128,
     seed: int = 0,
 ) -> tuple[ModelConfig, Decoder]:
     """(config, model) from a preset and a weights path: '' = random init, a directory = HF
