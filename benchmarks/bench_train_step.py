@@ -38,6 +38,7 @@ def synthetic_batch(rows: int, seq: int, vocab: int, seed: int = 0) -> dict[str,
         "targets": ids[:, 1:],
         "positions": np.broadcast_to(np.arange(seq, dtype=np.int32), (rows, seq)).copy(),
         "segment_ids": np.ones((rows, seq), np.int32),
+        "branch_ids": np.zeros((rows, seq), np.int32),
         "target_scale": mask / mask.sum(1, keepdims=True),
         "example_weight": np.repeat(weights[:, None], seq, axis=1),
     }

@@ -120,11 +120,12 @@ def test_remat_policies_keep_logits_and_gradients(tiny):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-5)
 
 
-def test_chunked_attention_matches_full_attention_with_gradients(tiny):
+@pytest.mark.parametrize("chunk", [4, 5])  # T = 12: three equal blocks, or 5 + 5 + 2
+def test_chunked_attention_matches_full_attention_with_gradients(tiny, chunk):
     config, model, _ = tiny
-    tokens, positions, segments = left_padded_batch(config, np.random.default_rng(5))  # T = 12
+    tokens, positions, segments = left_padded_batch(config, np.random.default_rng(5))
     state = nnx.state(model)
-    chunked_graphdef, _ = nnx.split(Decoder(config.replace(attention_chunk=4), rngs=nnx.Rngs(0)))
+    chunked_graphdef, _ = nnx.split(Decoder(config.replace(attention_chunk=chunk), rngs=nnx.Rngs(0)))
     full_graphdef, _ = nnx.split(Decoder(config.replace(attention_chunk=0), rngs=nnx.Rngs(0)))
 
     def loss(state, graphdef):
@@ -137,3 +138,26 @@ def test_chunked_attention_matches_full_attention_with_gradients(tiny):
     np.testing.assert_allclose(np.asarray(chunked_logits), np.asarray(full_logits), atol=1e-5, rtol=0)
     for a, b in zip(jax.tree.leaves(chunked_grads), jax.tree.leaves(full_grads)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-5)
+
+
+def test_branches_see_the_trunk_and_themselves_only(tiny):
+    """One row = trunk + two branches (positions continuing from the trunk), then a second segment:
+    each branch's logits equal those of trunk + that branch run alone; the trunk's equal the trunk's."""
+    config, model, _ = tiny
+    graphdef, state = nnx.split(model)
+    forward = jax.jit(lambda state, *args: nnx.merge(graphdef, state)(*args)[0])
+    rng = np.random.default_rng(6)
+    trunk, first, second, other = (rng.integers(0, config.vocab_size, n) for n in (5, 3, 4, 3))
+    tokens = np.concatenate([trunk, first, second, other, [0]])[None]
+    positions = np.concatenate([np.arange(5), 5 + np.arange(3), 5 + np.arange(4), np.arange(3), [0]])[None]
+    segments = np.array([[1] * 12 + [2] * 3 + [0]], np.int32)
+    branches = np.array([[0] * 5 + [1] * 3 + [2] * 4 + [0] * 3 + [0]], np.int32)
+    packed = np.asarray(forward(state, tokens, positions, segments, None, branches))[0]
+
+    def alone(sequence):
+        n = len(sequence)
+        return np.asarray(forward(state, sequence[None], np.arange(n)[None], np.ones((1, n), np.int32), None, None))[0]
+
+    np.testing.assert_allclose(packed[:8], alone(np.concatenate([trunk, first])), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(packed[8:12], alone(np.concatenate([trunk, second]))[5:], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(packed[12:15], alone(other), atol=1e-5, rtol=0)

@@ -7,7 +7,8 @@ import pytest
 
 from w4s_jax.config.errors import ConfigError
 from w4s_jax.rlao.examples import Example, WeightConfig, build_examples, example_weights
-from w4s_jax.rlao.pipeline import PipelineConfig, build_dataset, example_features
+from w4s_jax.rlao.pipeline import PipelineConfig, build_dataset
+from w4s_jax.rlao.shared_prefix import example_features
 from w4s_jax.rlao.trajectories import TrajectoryFormatError, read_trajectories, read_trajectory_file
 from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
 
@@ -127,7 +128,7 @@ def test_packing_keeps_every_example_intact():
         ids = rng.integers(3, 250, size=n).astype(np.int32)
         mask = np.zeros(n, np.int32)
         mask[n // 2 :] = 1
-        examples.append(Example(ids, mask, float(i + 1), f"ex{i}"))
+        examples.append(Example(ids, mask, float(i + 1), f"ex{i}", group=f"ex{i}"))
     config = PipelineConfig(seq_len=32, global_batch=4, micro_batches=2, seed=3)
     iterator = iter(build_dataset(examples, config))
     expected = {tuple(example_features(e)["inputs"]): example_features(e) for e in examples}

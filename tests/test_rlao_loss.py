@@ -7,13 +7,13 @@ import pytest
 
 from w4s_jax.rlao.examples import Example
 from w4s_jax.rlao.loss import loss_sums, num_examples, token_nll
-from w4s_jax.rlao.pipeline import example_features
+from w4s_jax.rlao.shared_prefix import example_features
 
 VOCAB, DIM, SEQ = 11, 6, 12
 
 
 def _example(ids, mask, weight, name):
-    return Example(np.asarray(ids, np.int32), np.asarray(mask, np.int32), weight, name)
+    return Example(np.asarray(ids, np.int32), np.asarray(mask, np.int32), weight, name, group=name)
 
 
 EXAMPLES = [

@@ -6,9 +6,9 @@ import jax
 import numpy as np
 from conftest import mesh_of, requires_devices
 
+from w4s_jax.models import abstract_model
 from w4s_jax.rlao.loading import load_meta_agent
 from w4s_jax.rlao.rounds import run_rounds
-from w4s_jax.rlao.train_step import abstract_model
 from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
 from w4s_jax.sampling.sampler import Sampler
 from w4s_jax.w4s.policy import SamplerPolicy
@@ -38,7 +38,7 @@ def test_rounds_hand_trained_parameters_to_the_sampler(tmp_path, rlao_trajectory
     model_config, params = load_meta_agent(config, mesh)
     from flax import nnx
 
-    graphdef, _, _ = abstract_model(model_config, mesh)
+    graphdef, _ = abstract_model(model_config)
     sampler = Sampler(nnx.merge(graphdef, params), ByteChatTokenizer(), mesh, max_prompt_len=256)
     policy = SamplerPolicy(sampler)
     seen = []

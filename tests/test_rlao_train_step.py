@@ -16,7 +16,8 @@ from w4s_jax.rlao.examples import WeightConfig, build_examples
 from w4s_jax.rlao.loading import export_meta_agent
 from w4s_jax.rlao.lora import LoraConfig
 from w4s_jax.rlao.optimizer import OptimizerConfig
-from w4s_jax.rlao.pipeline import BATCH_AXES, PipelineConfig, build_dataset, example_features, place_batch
+from w4s_jax.rlao.pipeline import BATCH_AXES, BATCH_KEYS, PipelineConfig, build_dataset, place_batch
+from w4s_jax.rlao.shared_prefix import example_features
 from w4s_jax.rlao.train_step import StepConfig, TrainProgram
 from w4s_jax.rlao.trajectories import read_trajectories
 from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
@@ -59,8 +60,8 @@ def host_params():
     return jax.device_get(nnx.to_pure_dict(nnx.state(model)))
 
 
-def local_batches(examples, steps, micro_batches=1, rows=ROWS):
-    config = PipelineConfig(seq_len=SEQ, global_batch=rows, micro_batches=micro_batches, seed=0)
+def local_batches(examples, steps, micro_batches=1, rows=ROWS, shared_prefix=True):
+    config = PipelineConfig(seq_len=SEQ, global_batch=rows, micro_batches=micro_batches, seed=0, shared_prefix=shared_prefix)
     iterator = iter(build_dataset(examples, config))
     out = []
     for _ in range(steps):
@@ -87,7 +88,7 @@ def test_equal_rewards_give_plain_sft(examples, host_params, trajectories):
     records = [dataclasses.replace(r, reward=0.7) for r in read_trajectories(str(trajectories))]
     constant, _ = build_examples(records, ByteChatTokenizer(), SEQ, WeightConfig(mode="normalize"))
     assert {e.weight for e in constant} == {1.0}
-    (batch,) = local_batches(constant, 1)
+    (batch,) = local_batches(constant, 1, shared_prefix=False)  # one example per segment, as the reference reads it
     prog = program()
     _, state, _ = train(prog, host_params, [batch])
 
@@ -113,7 +114,7 @@ def test_equal_rewards_give_plain_sft(examples, host_params, trajectories):
     moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()), expected, params)
     assert max(jax.tree.leaves(moved)) > 0.1 * LR
     jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6 * LR),
-                 state["params"], expected)
+                 state.params, expected)
 
 
 def test_meshes_give_the_same_losses(examples, host_params):
@@ -133,7 +134,7 @@ def test_gradient_accumulation_equals_the_big_batch(examples, host_params):
     loss_acc, state_acc, _ = train(program((2, 2, 2), micro_batches=2), host_params, [split])
     np.testing.assert_allclose(loss_acc, loss_big, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7),
-                 state_acc["params"], state_big["params"])
+                 state_acc.params, state_big.params)
 
 
 def test_lora_changes_only_adapters(examples, host_params, tmp_path):
@@ -143,11 +144,11 @@ def test_lora_changes_only_adapters(examples, host_params, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, merged_at_init, host_params)  # B = 0: the base model
 
     _, state, frozen = train(prog, host_params, local_batches(examples, 2))
-    adapter_paths = {path for path, _ in jax.tree_util.tree_flatten_with_path(state["params"])[0]}
+    adapter_paths = {path for path, _ in jax.tree_util.tree_flatten_with_path(state.params)[0]}
     assert adapter_paths and all(str(p[-1].key) in ("a", "b") and str(p[-2].key) in config.targets for p in adapter_paths)
-    assert len(jax.tree.leaves(state["params"])) == 2 * 7
+    assert len(jax.tree.leaves(state.params)) == 2 * 7
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(frozen), host_params)  # base untouched
-    assert all(np.abs(np.asarray(b)).max() > 0 for b in jax.tree.leaves(state["params"]) if b.shape[-1] != 4)
+    assert all(np.abs(np.asarray(b)).max() > 0 for b in jax.tree.leaves(state.params) if b.shape[-1] != 4)
 
     merged = jax.device_get(prog.merged_params(state, frozen))
     for path, value in jax.tree_util.tree_flatten_with_path(merged)[0]:
@@ -169,7 +170,7 @@ def test_lora_changes_only_adapters(examples, host_params, tmp_path):
 def _per_example_nll(prog, state, frozen, examples):
     """Mean target-token NLL of each example, one example per row."""
     rows = {k: np.zeros((len(examples), SEQ), np.float32 if k in ("target_scale", "example_weight") else np.int32)
-            for k in ("inputs", "targets", "positions", "segment_ids", "target_scale", "example_weight")}
+            for k in BATCH_KEYS}
     for i, example in enumerate(examples):
         features = example_features(example)
         n = len(features["inputs"])
@@ -180,7 +181,7 @@ def _per_example_nll(prog, state, frozen, examples):
     sharding = NamedSharding(prog.mesh, PartitionSpec(BATCH_AXES, None))
     batch = {k: jax.device_put(v, sharding) for k, v in rows.items()}
     with jax.set_mesh(prog.mesh):
-        return np.asarray(prog.example_nll_fn()(state["params"], frozen, batch))
+        return np.asarray(prog.example_nll_fn()(state.params, frozen, batch))
 
 
 def test_rlao_prefers_high_reward_replies_more_than_sft(examples, host_params):

@@ -30,10 +30,10 @@ def main(config: ml_collections.ConfigDict) -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     from flax import nnx
 
+    from w4s_jax.models import abstract_model
     from w4s_jax.parallel.mesh import mesh_from_config
     from w4s_jax.rlao.loading import export_meta_agent, load_meta_agent, load_tokenizer
     from w4s_jax.rlao.rounds import run_rounds
-    from w4s_jax.rlao.train_step import abstract_model
     from w4s_jax.sampling.sampler import Sampler
     from w4s_jax.w4s.policy import SamplerPolicy
     from w4s_jax.w4s.runner import run_w4s
@@ -41,7 +41,7 @@ def main(config: ml_collections.ConfigDict) -> None:
     mesh = mesh_from_config(config.mesh)
     tokenizer = load_tokenizer(config)
     model_config, params = load_meta_agent(config, mesh)
-    graphdef, _, _ = abstract_model(model_config, mesh)
+    graphdef, _ = abstract_model(model_config)
     sampler = Sampler(nnx.merge(graphdef, params), tokenizer, mesh, max_prompt_len=config.sampling.max_prompt_len)
     policy = SamplerPolicy(sampler, top_p=config.sampling.top_p, top_k=config.sampling.top_k)
     records, final = run_rounds(

@@ -36,7 +36,7 @@ def main(config: ml_collections.ConfigDict) -> None:
     check_serve_fields(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from w4s_jax.models import load_model
+    from w4s_jax.models import model_from_config
     from w4s_jax.models.errors import WeightFormatError
     from w4s_jax.parallel.mesh import mesh_from_config
     from w4s_jax.sampling.chat import ChatTokenizer
@@ -46,8 +46,7 @@ def main(config: ml_collections.ConfigDict) -> None:
 
     mesh = mesh_from_config(config.mesh)
     try:
-        _, model = load_model(config.model.preset, config.model.path, mesh=mesh, dtype=config.model.dtype,
-                              param_dtype=config.model.param_dtype, scan_layers=config.model.scan_layers)
+        _, model = model_from_config(config.model, mesh)
         tokenizer = ChatTokenizer.from_path(config.model.path)
     except (WeightFormatError, FileNotFoundError, KeyError) as error:
         raise ConfigError(f"model.path: {error}") from None

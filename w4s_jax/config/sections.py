@@ -23,7 +23,7 @@ def model_section() -> ml_collections.ConfigDict:
         param_dtype=("float32", "parameter (master weight) dtype"),
         scan_layers=(True, "scan the decoder layers (compile time independent of depth)"),
         remat=("none", "rematerialisation policy: none, full, dots_saveable, dots_with_no_batch_dims_saveable"),
-        attention_chunk=(512, "queries per attention block for long sequences (bounds the score matrix); 0 = off"),
+        attention_chunk=(128, "queries per attention block (bounds the score matrix; in training a block skips the keys after it); 0 = one block"),
     )
 
 
@@ -192,6 +192,7 @@ def train_section() -> ml_collections.ConfigDict:
         seed=(0, "seed of the data order and of LoRA initialisation"),
         logits_chunk=(StepConfig.logits_chunk, "sequence positions per logits chunk in the loss (never the full [B, T, V] logits)"),
         packing_bins=(0, "first-fit packing bins (more = less padding); 0 = rows per host per step"),
+        shared_prefix=(True, "pack the examples of one turn as their common prompt once + one branch per example (exact loss, fewer tokens)"),
         tokenizer=("", "chat tokenizer: '' = from model.path, 'bytes' = byte-level (the tiny preset), or a path"),
         progress=(True, "tqdm progress bar on the console"),
         export_dir=("", "after training, write the meta-agent as Hugging Face safetensors here ('' = no export)"),

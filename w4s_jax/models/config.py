@@ -65,9 +65,9 @@ class ModelConfig:
     param_dtype: str = "float32"
     scan_layers: bool = True
     remat: str = "none"
-    # Queries per attention block when a call's length T is a multiple of it and longer (0 = off):
-    # bounds the score matrix to [chunk, S] per block for long training sequences.
-    attention_chunk: int = 512
+    # Queries per attention block (0 = one block): bounds the score matrix to [chunk, S] per block,
+    # and without a cache a block skips the keys after its last query (models/blocked_attention.py).
+    attention_chunk: int = 128
 
     def __post_init__(self) -> None:
         if self.num_heads % self.num_kv_heads:

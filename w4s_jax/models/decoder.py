@@ -7,11 +7,20 @@ stacked on a leading "layers" axis and run under `jax.lax.scan`, so compile time
 with depth; otherwise they are a plain list.
 
 Attention follows one rule everywhere (training, prefill, decode): query slot q attends key
-slot k iff k <= q and segment_ids[k] == segment_ids[q] != 0; RoPE uses the explicit positions.
+slot k iff k <= q, segment_ids[k] == segment_ids[q] != 0, and (branch_ids[k] == 0 or
+branch_ids[k] == branch_ids[q]); RoPE uses the explicit positions. Branch ids (0 without them) let
+one row hold a shared prefix (the trunk, branch 0) once, followed by several continuations that
+each see the trunk and themselves but never each other (RLAO's m candidates of one turn).
+
+Each layer's Attention takes its own `LayerCache` and returns the updated one with its output, so
+the cache flows through the layers as data; the attention itself runs in query blocks with a
+hand-written backward pass (`w4s_jax.models.blocked_attention`). Modules run under
+`jax.named_scope`, so profiles and HLO dumps say which part of the model an op belongs to.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -19,13 +28,24 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from w4s_jax.models.blocked_attention import blocked_attention
 from w4s_jax.models.config import ModelConfig
-from w4s_jax.models.kv_cache import KVCache
+from w4s_jax.models.kv_cache import KVCache, LayerCache
 from w4s_jax.parallel.sharding import constrain
 
-__all__ = ["Decoder", "DecoderLayer", "KVCache", "rope_inv_freq"]
+__all__ = [
+    "MLP",
+    "Attention",
+    "Decoder",
+    "DecoderLayer",
+    "KVCache",
+    "LayerCache",
+    "RMSNorm",
+    "Rope",
+    "abstract_model",
+    "rope_inv_freq",
+]
 
-_MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
 _WEIGHT_STD = 0.02  # transformers' default initializer_range
 
 
@@ -58,9 +78,10 @@ class RMSNorm(nnx.Module):
         self.eps = eps
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x32 = x.astype(jnp.float32)
-        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return normed.astype(x.dtype) * self.scale.get_value().astype(x.dtype)
+        with jax.named_scope("rms_norm"):
+            x32 = x.astype(jnp.float32)
+            normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+            return normed.astype(x.dtype) * self.scale.get_value().astype(x.dtype)
 
 
 def rope_inv_freq(config: ModelConfig) -> np.ndarray:
@@ -82,54 +103,48 @@ def rope_inv_freq(config: ModelConfig) -> np.ndarray:
     return inv_freq.astype(np.float32)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.Array:
-    """Rotates x [B, T, H, Dh] by positions [B, T] (half-split layout, as transformers)."""
-    angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)  # [B, T, Dh/2]
-    angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]
-    cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
-    half = x.shape[-1] // 2
-    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return x * cos + rotated * sin
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Rope:
+    """cos and sin [B, T, 1, Dh] of the rotary angles at one call's positions, computed once per call
+    and shared by every layer (half-split layout, as transformers)."""
+
+    cos: jax.Array
+    sin: jax.Array
+
+    @classmethod
+    def at(cls, positions: jax.Array, config: ModelConfig, dtype: jnp.dtype) -> Rope:
+        angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(rope_inv_freq(config))  # [B, T, Dh/2]
+        angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]
+        return cls(jnp.cos(angles).astype(dtype), jnp.sin(angles).astype(dtype))
+
+    def apply(self, x: jax.Array) -> jax.Array:
+        """Rotates x [B, T, H, Dh]."""
+        half = x.shape[-1] // 2
+        rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+        return x * self.cos + rotated * self.sin
 
 
-def attention_mask(q_slots: jax.Array, q_segments: jax.Array, k_segments: jax.Array) -> jax.Array:
-    """[B, T, S] boolean: the decoder's one attention rule over key slots 0..S-1."""
+def attention_mask(
+    q_slots: jax.Array,
+    q_segments: jax.Array,
+    k_segments: jax.Array,
+    q_branches: jax.Array | None = None,
+    k_branches: jax.Array | None = None,
+) -> jax.Array:
+    """[B, T, S] boolean: the decoder's one attention rule over key slots 0..S-1 (module doc)."""
     k_slots = jnp.arange(k_segments.shape[1])
     causal = k_slots[None, None, :] <= q_slots[:, :, None]
     same = k_segments[:, None, :] == q_segments[:, :, None]
-    return causal & same & (q_segments[:, :, None] != 0)
-
-
-def _attention(q, keys, values, q_slots, q_segments, k_segments) -> jax.Array:
-    """Masked softmax attention; q [B, T, K, G, E], keys/values [B, S, K, E] -> [B, T, K, G, E]."""
-    scores = jnp.einsum("btkge,bske->bkgts", q, keys, preferred_element_type=jnp.float32)
-    scores = scores * (q.shape[-1] ** -0.5)
-    mask = attention_mask(q_slots, q_segments, k_segments)
-    scores = jnp.where(mask[:, None, None, :, :], scores, _MASK_VALUE)
-    probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
-    return jnp.einsum("bkgts,bske->btkge", probs, values)
-
-
-def _chunked_attention(q, keys, values, q_slots, q_segments, k_segments, chunk: int) -> jax.Array:
-    """The same attention, one block of `chunk` queries at a time, each block rematerialised in
-    the backward pass: the [T, S] score matrix never exists whole (long RLAO sequences)."""
-    batch, length = q.shape[:2]
-    blocks = length // chunk
-
-    def split(x: jax.Array) -> jax.Array:
-        return x.reshape(batch, blocks, chunk, *x.shape[2:]).swapaxes(0, 1)
-
-    @jax.checkpoint
-    def block(args):
-        q_block, slots_block, segments_block = args
-        return _attention(q_block, keys, values, slots_block, segments_block, k_segments)
-
-    out = jax.lax.map(block, (split(q), split(q_slots), split(q_segments)))
-    return out.swapaxes(0, 1).reshape(q.shape)
+    mask = causal & same & (q_segments[:, :, None] != 0)
+    if q_branches is not None:
+        k_branch = k_branches[:, None, :]
+        mask = mask & ((k_branch == 0) | (k_branch == q_branches[:, :, None]))
+    return mask
 
 
 class Attention(nnx.Module):
-    """Grouped-query attention with optional q/k/v bias (Qwen2)."""
+    """Grouped-query attention with optional q/k/v bias (Qwen2); takes and returns its layer's cache."""
 
     def __init__(self, config: ModelConfig, rngs: nnx.Rngs, num_stacked: int | None = None):
         c, pd = config, jnp.dtype(config.param_dtype)
@@ -154,31 +169,29 @@ class Attention(nnx.Module):
     def __call__(
         self,
         x: jax.Array,
-        positions: jax.Array,
-        q_slots: jax.Array,
-        q_segments: jax.Array,
-        k_segments: jax.Array,
-        inv_freq: np.ndarray,
-        kv_write: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]],
-    ) -> jax.Array:
-        """`kv_write(k, v)` stores the new keys/values (in a cache or not) and returns all keys/values."""
+        rope: Rope,
+        mask: jax.Array,
+        cache: LayerCache | None = None,
+        cache_end: jax.Array | None = None,
+    ) -> tuple[jax.Array, LayerCache | None]:
+        """(out [B, T, D], new cache). `mask` [B, T, S] is over key slots: the call's own T tokens
+        without a cache, the cache's S slots with one (this call's keys/values written at
+        [cache_end, cache_end + T) first)."""
         c = self.config
-        q = apply_rope(self._project(x, "q"), positions, inv_freq)
-        k = apply_rope(self._project(x, "k"), positions, inv_freq)
-        v = self._project(x, "v")
-        q = constrain(q, ("act_batch", "act_length", "act_heads", "head_dim"))
-        keys, values = kv_write(k, v)
-        batch, length = q.shape[:2]
-        groups = c.num_heads // c.num_kv_heads
-        q = q.reshape(batch, length, c.num_kv_heads, groups, c.head_dim)
-        keys, values = keys.astype(q.dtype), values.astype(q.dtype)
-        chunk = c.attention_chunk
-        if chunk and length > chunk and length % chunk == 0:
-            out = _chunked_attention(q, keys, values, q_slots, q_segments, k_segments, chunk)
-        else:
-            out = _attention(q, keys, values, q_slots, q_segments, k_segments)
-        out = out.reshape(batch, length, c.num_heads, c.head_dim)
-        return jnp.einsum("bthe,hed->btd", out, self.o_proj.get_value().astype(out.dtype))
+        with jax.named_scope("attention"):
+            q = rope.apply(self._project(x, "q"))
+            k = rope.apply(self._project(x, "k")).swapaxes(1, 2)  # [B, K, T, E]
+            v = self._project(x, "v").swapaxes(1, 2)
+            q = constrain(q, ("act_batch", "act_length", "act_heads", "head_dim"))
+            if cache is not None:
+                cache = cache.write(k, v, cache_end)
+                k, v = cache.k, cache.v
+            batch, length = q.shape[:2]
+            q = q.reshape(batch, length, c.num_kv_heads, c.num_heads // c.num_kv_heads, c.head_dim)
+            k, v = k.astype(q.dtype), v.astype(q.dtype)
+            out = blocked_attention(q, k, v, mask, c.attention_chunk, cache is None)
+            out = out.reshape(batch, length, c.num_heads, c.head_dim)
+            return jnp.einsum("bthe,hed->btd", out, self.o_proj.get_value().astype(out.dtype)), cache
 
 
 class MLP(nnx.Module):
@@ -191,11 +204,12 @@ class MLP(nnx.Module):
         self.down_proj = _param(rngs, (c.intermediate_size, c.hidden_size), ("mlp", "embed"), pd, num_stacked)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        dtype = x.dtype
-        gate = jnp.einsum("btd,df->btf", x, self.gate_proj.get_value().astype(dtype))
-        up = jnp.einsum("btd,df->btf", x, self.up_proj.get_value().astype(dtype))
-        hidden = constrain(jax.nn.silu(gate) * up, ("act_batch", "act_length", "act_mlp"))
-        return jnp.einsum("btf,fd->btd", hidden, self.down_proj.get_value().astype(dtype))
+        with jax.named_scope("mlp"):
+            dtype = x.dtype
+            gate = jnp.einsum("btd,df->btf", x, self.gate_proj.get_value().astype(dtype))
+            up = jnp.einsum("btd,df->btf", x, self.up_proj.get_value().astype(dtype))
+            hidden = constrain(jax.nn.silu(gate) * up, ("act_batch", "act_length", "act_mlp"))
+            return jnp.einsum("btf,fd->btd", hidden, self.down_proj.get_value().astype(dtype))
 
 
 class DecoderLayer(nnx.Module):
@@ -208,10 +222,19 @@ class DecoderLayer(nnx.Module):
         self.post_attn_norm = RMSNorm(config.hidden_size, config.rms_eps, pd, num_stacked)
         self.mlp = MLP(config, rngs, num_stacked)
 
-    def __call__(self, x, positions, q_slots, q_segments, k_segments, inv_freq, kv_write) -> jax.Array:
-        x = x + self.attn(self.input_norm(x), positions, q_slots, q_segments, k_segments, inv_freq, kv_write)
-        x = x + self.mlp(self.post_attn_norm(x))
-        return constrain(x, ("act_batch", "act_length", "act_embed"))
+    def __call__(
+        self,
+        x: jax.Array,
+        rope: Rope,
+        mask: jax.Array,
+        cache: LayerCache | None = None,
+        cache_end: jax.Array | None = None,
+    ) -> tuple[jax.Array, LayerCache | None]:
+        with jax.named_scope("decoder_layer"):
+            attended, cache = self.attn(self.input_norm(x), rope, mask, cache, cache_end)
+            x = x + attended
+            x = x + self.mlp(self.post_attn_norm(x))
+            return constrain(x, ("act_batch", "act_length", "act_embed")), cache
 
 
 def _remat(fn: Callable, policy_name: str) -> Callable:
@@ -246,68 +269,67 @@ class Decoder(nnx.Module):
         positions: jax.Array,
         segment_ids: jax.Array,
         cache: KVCache | None = None,
+        branch_ids: jax.Array | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
-        """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache."""
+        """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache.
+
+        `branch_ids` (int32 [B, T], training only): 0 = trunk, i > 0 = branch i; a query also needs
+        its key to be on the trunk or on its own branch (shared-prefix packing, module doc)."""
         c = self.config
         dtype = jnp.dtype(c.dtype)
         segment_ids = segment_ids.astype(jnp.int32)
-        x = jnp.take(self.embedding.get_value(), tokens, axis=0).astype(dtype)
-        x = constrain(x, ("act_batch", "act_length", "act_embed"))
-        inv_freq = rope_inv_freq(c)
         length = tokens.shape[1]
+        with jax.named_scope("embed"):
+            x = jnp.take(self.embedding.get_value(), tokens, axis=0).astype(dtype)
+            x = constrain(x, ("act_batch", "act_length", "act_embed"))
+        rope = Rope.at(positions, c, dtype)
         if cache is None:
             q_slots = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), tokens.shape)
-            k_segments = segment_ids
-            kv = None
+            k_segments, end = segment_ids, None
         else:
-            q_slots = jnp.broadcast_to(cache.end + jnp.arange(length, dtype=jnp.int32), tokens.shape)
-            k_segments = jax.lax.dynamic_update_slice(cache.segment_ids, segment_ids, (0, cache.end))
-            kv = (cache.k, cache.v)
-
-        def run_layer(layer: DecoderLayer, x: jax.Array, kv, index):
-            """One layer; with a cache, writes this layer's new k/v at [end, end+T) of slab `index`."""
-            written = {}
-
-            def kv_write(k, v):
-                if kv is None:
-                    return k, v
-                at = (index, 0, cache.end, 0, 0)
-                k_all = jax.lax.dynamic_update_slice(kv[0], k[None].astype(kv[0].dtype), at)
-                v_all = jax.lax.dynamic_update_slice(kv[1], v[None].astype(kv[1].dtype), at)
-                written["kv"] = (k_all, v_all)
-                return k_all[index], v_all[index]
-
-            x = layer(x, positions, q_slots, segment_ids, k_segments, inv_freq, kv_write)
-            return x, written.get("kv")
+            if branch_ids is not None:
+                raise ValueError("branch_ids: a KV cache keeps no branches; pass branch_ids only without a cache")
+            end = cache.end
+            q_slots = jnp.broadcast_to(end + jnp.arange(length, dtype=jnp.int32), tokens.shape)
+            k_segments = jax.lax.dynamic_update_slice(cache.segment_ids, segment_ids, (0, end))
+        branches = None if branch_ids is None else branch_ids.astype(jnp.int32)
+        mask = attention_mask(q_slots, segment_ids, k_segments, branches, branches)
+        layer_caches = None if cache is None else cache.layers
 
         if c.scan_layers:
             graphdef, layer_state = nnx.split(self.layers)
 
-            def body(carry, xs):
-                x, kv = carry
-                state, index = xs
-                x, kv = run_layer(nnx.merge(graphdef, state), x, kv, index)
-                return (x, kv), None
+            def body(x, xs):
+                state, layer_cache = xs
+                return nnx.merge(graphdef, state)(x, rope, mask, layer_cache, end)
 
-            body = _remat(body, c.remat)
-            indices = jnp.arange(c.num_layers, dtype=jnp.int32)
-            (x, kv), _ = jax.lax.scan(body, (x, kv), (layer_state, indices))
+            stacked = None if layer_caches is None else jax.tree.map(lambda *a: jnp.stack(a), *layer_caches)
+            x, stacked = jax.lax.scan(_remat(body, c.remat), x, (layer_state, stacked))
+            if stacked is not None:
+                layer_caches = tuple(jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(c.num_layers))
         else:
+            new_caches = []
             for index, layer in enumerate(self.layers):
-                step = _remat(lambda x, kv, layer=layer, index=index: run_layer(layer, x, kv, index), c.remat)
-                x, kv = step(x, kv)
+                layer_cache = None if layer_caches is None else layer_caches[index]
+                step = _remat(lambda x, lc, layer=layer: layer(x, rope, mask, lc, end), c.remat)
+                x, layer_cache = step(x, layer_cache)
+                new_caches.append(layer_cache)
+            layer_caches = None if cache is None else tuple(new_caches)
         h = self.final_norm(x)
         if cache is not None:
-            cache = KVCache(k=kv[0], v=kv[1], segment_ids=k_segments, end=cache.end + length)
+            cache = KVCache(layers=layer_caches, segment_ids=k_segments, end=end + length)
         return h, cache
 
     def logits(self, h: jax.Array) -> jax.Array:
         """float32 logits [B, T, V] from hidden states (tied or untied head)."""
-        if self.config.tie_embeddings:
-            out = jnp.einsum("btd,vd->btv", h, self.embedding.get_value().astype(h.dtype), preferred_element_type=jnp.float32)
-        else:
-            out = jnp.einsum("btd,dv->btv", h, self.lm_head.get_value().astype(h.dtype), preferred_element_type=jnp.float32)
-        return constrain(out, ("act_batch", "act_length", "act_vocab"))
+        with jax.named_scope("lm_head"):
+            if self.config.tie_embeddings:
+                weight = self.embedding.get_value().astype(h.dtype)
+                out = jnp.einsum("btd,vd->btv", h, weight, preferred_element_type=jnp.float32)
+            else:
+                weight = self.lm_head.get_value().astype(h.dtype)
+                out = jnp.einsum("btd,dv->btv", h, weight, preferred_element_type=jnp.float32)
+            return constrain(out, ("act_batch", "act_length", "act_vocab"))
 
     def __call__(
         self,
@@ -315,6 +337,13 @@ class Decoder(nnx.Module):
         positions: jax.Array,
         segment_ids: jax.Array,
         cache: KVCache | None = None,
+        branch_ids: jax.Array | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
-        h, cache = self.hidden_states(tokens, positions, segment_ids, cache)
+        h, cache = self.hidden_states(tokens, positions, segment_ids, cache, branch_ids)
         return self.logits(h), cache
+
+
+def abstract_model(config: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
+    """(graphdef, abstract state) of a Decoder, without allocating parameters; `state_shardings`
+    of the abstract state gives each parameter's NamedSharding on a mesh."""
+    return nnx.split(nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0))))

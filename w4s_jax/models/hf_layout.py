@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from w4s_jax.models.config import ModelConfig
-from w4s_jax.models.decoder import Decoder
+from w4s_jax.models.decoder import abstract_model
 
 Transform = Callable[[np.ndarray, ModelConfig], np.ndarray]
 
@@ -111,8 +111,8 @@ def hf_shape(rule: TensorRule, our_shape: tuple[int, ...], config: ModelConfig) 
 
 def hf_tensor_shapes(config: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
     """(HF name, HF shape) of every tensor of a checkpoint with this config, in file order."""
-    abstract = nnx.eval_shape(lambda: Decoder(config.replace(scan_layers=True), rngs=nnx.Rngs(0)))
-    shapes = {path: var.get_value().shape for path, var in nnx.to_flat_state(nnx.state(abstract))}
+    _, abstract_state = abstract_model(config.replace(scan_layers=True))
+    shapes = {path: var.get_value().shape for path, var in nnx.to_flat_state(abstract_state)}
     tensors = [(rule.hf_name(), hf_shape(rule, shapes[rule.ours], config)) for rule in model_rules(config)]
     for layer in range(config.num_layers):
         for rule in layer_rules(config):

@@ -18,19 +18,12 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from w4s_jax.models.config import ModelConfig
-from w4s_jax.models.decoder import Decoder
+from w4s_jax.models.decoder import Decoder, abstract_model
 from w4s_jax.models.hf_layout import TensorRule, hf_shape, layer_rules, model_rules
 from w4s_jax.parallel.sharding import state_shardings
 
 # read(hf_name, expected_hf_shape) -> host array in HF layout; raises naming file and tensor.
 TensorReader = Callable[[str, tuple[int, ...]], np.ndarray]
-
-
-def abstract_model(config: ModelConfig, mesh: Mesh) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
-    """(graphdef, abstract state, NamedShardings) of a Decoder, without allocating parameters."""
-    abstract = nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
-    return graphdef, state, state_shardings(state, mesh)
 
 
 def _put(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -57,7 +50,8 @@ def _layer_sharding(stacked: NamedSharding) -> NamedSharding:
 
 def materialize(config: ModelConfig, mesh: Mesh, read: TensorReader) -> Decoder:
     """A Decoder whose every parameter comes from `read`, placed with its target sharding."""
-    graphdef, abstract_state, shardings = abstract_model(config, mesh)
+    graphdef, abstract_state = abstract_model(config)
+    shardings = state_shardings(abstract_state, mesh)
     abstract = dict(nnx.to_flat_state(abstract_state))
     target = {path: var.get_value() for path, var in nnx.to_flat_state(shardings)}
     dtype = jnp.dtype(config.param_dtype)

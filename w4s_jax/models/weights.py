@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +17,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from w4s_jax.models.config import ModelConfig, get_preset
-from w4s_jax.models.decoder import Decoder
+from w4s_jax.models.decoder import Decoder, abstract_model
 from w4s_jax.models.errors import WeightFormatError
-from w4s_jax.models.placement import abstract_model
+from w4s_jax.parallel.sharding import state_shardings
 
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -36,7 +37,8 @@ def smollm2_gguf_path() -> pathlib.Path:
 
 def init_random(config: ModelConfig, mesh: Mesh, seed: int = 0) -> Decoder:
     """A randomly initialised Decoder whose parameters are created already sharded on `mesh`."""
-    graphdef, _, shardings = abstract_model(config, mesh)
+    graphdef, abstract_state = abstract_model(config)
+    shardings = state_shardings(abstract_state, mesh)
 
     @jax.jit
     def init() -> nnx.State:
@@ -55,7 +57,7 @@ def load_model(
     param_dtype: str = "float32",
     scan_layers: bool = True,
     remat: str = "none",
-    attention_chunk: int = 512,
+    attention_chunk: int = 128,
     seed: int = 0,
 ) -> tuple[ModelConfig, Decoder]:
     """(config, model) from a preset and a weights path: '' = random init, a directory = HF
@@ -93,3 +95,12 @@ def load_model(
         file_config = file_config.replace(name=base.name)
     config = file_config.replace(**run_options)
     return config, loader(file, config, mesh)
+
+
+def model_from_config(model: Any, mesh: Mesh, seed: int = 0) -> tuple[ModelConfig, Decoder]:
+    """`load_model` for a run config's `model` section (preset, path, dtype, param_dtype,
+    scan_layers, remat, attention_chunk): the one place a config becomes a model."""
+    return load_model(
+        model.preset, model.path, mesh=mesh, dtype=model.dtype, param_dtype=model.param_dtype,
+        scan_layers=model.scan_layers, remat=model.remat, attention_chunk=model.attention_chunk, seed=seed,
+    )  # fmt: skip

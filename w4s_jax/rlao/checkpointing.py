@@ -59,7 +59,7 @@ class RunCheckpoints:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state: dict, data_iterator: Any, meta: dict, force: bool = False) -> bool:
+    def save(self, step: int, state: Any, data_iterator: Any, meta: dict, force: bool = False) -> bool:
         """Starts a save (async) when `step` is due or `force`; returns whether it started."""
         return self.manager.save(
             step,
@@ -71,8 +71,8 @@ class RunCheckpoints:
             force=force,
         )
 
-    def restore(self, step: int, abstract_state: dict, data_iterator: Any) -> tuple[dict, dict]:
-        """(state placed with the shardings of `abstract_state`, metadata); moves the iterator."""
+    def restore(self, step: int, abstract_state: Any, data_iterator: Any) -> tuple[Any, dict]:
+        """(state, a pytree like `abstract_state` placed with its shardings; metadata); moves the iterator."""
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(

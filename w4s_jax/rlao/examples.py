@@ -65,6 +65,7 @@ class Example:
     loss_mask: np.ndarray  # int32 [n]
     weight: float
     source: str
+    group: str  # the turn it was sampled at: shared-prefix packing looks for common prompts within a group
 
 
 @dataclasses.dataclass
@@ -154,6 +155,12 @@ def _fit(
     return ids, mask
 
 
+def turn_group(record: Trajectory) -> str:
+    """File, run, task, episode and turn: the candidates sampled from one state."""
+    file = record.source.rsplit(":", 1)[0]
+    return f"{file}|{record.run}|{record.task}|{record.episode}|{record.turn}"
+
+
 def build_examples(
     records: Sequence[Trajectory], tokenizer: TrainingTokenizer, max_len: int, weights: WeightConfig,
     keep_invalid: bool = False,
@@ -172,7 +179,7 @@ def build_examples(
         )
     example_w = example_weights([r.reward for _, _, r in fitted], weights)
     examples = [
-        Example(np.asarray(ids, np.int32), np.asarray(mask, np.int32), float(w), record.source)
+        Example(np.asarray(ids, np.int32), np.asarray(mask, np.int32), float(w), record.source, turn_group(record))
         for (ids, mask, record), w in zip(fitted, example_w)
     ]
     report.examples = len(examples)

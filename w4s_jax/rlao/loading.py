@@ -9,7 +9,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from w4s_jax.config.errors import ConfigError
-from w4s_jax.models import load_model
+from w4s_jax.models import model_from_config
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.examples import TrainingTokenizer
 from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
@@ -37,18 +37,13 @@ def load_tokenizer(config: ml_collections.ConfigDict) -> TrainingTokenizer:
 
 def load_meta_agent(config: ml_collections.ConfigDict, mesh: Mesh) -> tuple[ModelConfig, dict]:
     """(model config, parameters as a pure dict placed on `mesh`) for model.preset / model.path."""
-    m = config.model
-    model_config, model = load_model(
-        m.preset, m.path, mesh=mesh, dtype=m.dtype, param_dtype=m.param_dtype, scan_layers=m.scan_layers,
-        remat=m.remat, seed=config.train.seed,
-    )  # fmt: skip
+    model_config, model = model_from_config(config.model, mesh, seed=config.train.seed)
     return model_config, nnx.to_pure_dict(nnx.state(model))
 
 
 def export_meta_agent(model_config: ModelConfig, params: dict, out_dir: str | pathlib.Path) -> pathlib.Path:
     """Hugging Face safetensors of full parameters (LoRA already merged) via the model package."""
-    from w4s_jax.models.decoder import Decoder
-    from w4s_jax.models.hf_export import export_hf
+    from w4s_jax.models import abstract_model, export_hf
 
-    graphdef, _ = nnx.split(nnx.eval_shape(lambda: Decoder(model_config, rngs=nnx.Rngs(0))))
+    graphdef, _ = abstract_model(model_config)
     return export_hf(nnx.merge(graphdef, params), model_config, out_dir)

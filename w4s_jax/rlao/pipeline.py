@@ -1,4 +1,4 @@
-"""The grain input pipeline: examples -> shuffled, packed, per-host batches -> global jax.Arrays.
+"""The grain input pipeline: examples -> units -> shuffled, packed, per-host batches -> global jax.Arrays.
 
 Examples are shifted once on the host (inputs = ids[:-1], targets = ids[1:]) and carry two per-token
 features that make the RLAO loss a plain sum over tokens, so packing and gradient accumulation need no
@@ -7,7 +7,10 @@ bookkeeping of example boundaries inside the step:
   example_weight = w_e on every token of the example
 so  sum(example_weight * target_scale * nll) = sum_e w_e * mean_token_nll_e,  and
     sum(target_scale) = the number of examples.
-Batches have shape [micro_batches, rows, seq_len]; rows are sharded over (data, fsdp).
+With `shared_prefix`, the examples of one turn become one unit that holds their common prompt once
+(`w4s_jax.rlao.shared_prefix`: positions and branch ids per token); otherwise each example is a unit.
+Units are first-fit packed into rows (segment ids per unit). Batches have shape
+[micro_batches, rows, seq_len]; rows are sharded over (data, fsdp).
 """
 
 from __future__ import annotations
@@ -22,25 +25,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from w4s_jax.config.errors import ConfigError
 from w4s_jax.rlao.examples import Example
+from w4s_jax.rlao.shared_prefix import UNIT_FEATURES, build_units
 
-FEATURES = ("inputs", "targets", "target_scale", "example_weight")
-BATCH_KEYS = ("inputs", "targets", "positions", "segment_ids", "target_scale", "example_weight")
+BATCH_KEYS = ("inputs", "targets", "positions", "segment_ids", "branch_ids", "target_scale", "example_weight")
 BATCH_AXES = ("data", "fsdp")
-
-
-def example_features(example: Example) -> dict[str, np.ndarray]:
-    """The shifted per-token features of one example (see module doc)."""
-    ids, mask = example.ids, example.loss_mask
-    target_mask = mask[1:].astype(np.float32)
-    n_targets = float(target_mask.sum())
-    if n_targets == 0:
-        raise ValueError(f"{example.source}: example has no target tokens after the shift")
-    return {
-        "inputs": ids[:-1].astype(np.int32),
-        "targets": ids[1:].astype(np.int32),
-        "target_scale": (target_mask / n_targets).astype(np.float32),
-        "example_weight": np.full(len(ids) - 1, example.weight, np.float32),
-    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +38,7 @@ class PipelineConfig:
     micro_batches: int = 1
     seed: int = 0
     packing_bins: int = 0  # 0 = rows per host per step
+    shared_prefix: bool = True  # one unit per turn with its common prompt once (module doc)
 
     def local_rows(self, process_count: int) -> int:
         rows, rest = divmod(self.global_batch, process_count)
@@ -67,21 +56,21 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def build_dataset(examples: Sequence[Example], config: PipelineConfig) -> grain.IterDataset:
-    """Per-host shard -> seeded shuffle (new order each epoch) -> repeat -> first-fit packing -> batch."""
+    """Units -> per-host shard -> seeded shuffle (new order each epoch) -> repeat -> first-fit packing -> batch."""
     too_long = [e.source for e in examples if len(e.ids) - 1 > config.seq_len]
     if too_long:
         raise ValueError(f"{len(too_long)} examples exceed seq_len {config.seq_len} (first: {too_long[0]})")
+    units, _ = build_units(examples, config.seq_len, config.shared_prefix)
     shard = grain.sharding.ShardByJaxProcess(drop_remainder=True)
-    if len(examples) < shard.shard_count:
-        raise ConfigError(f"train.data: {len(examples)} examples cannot feed {shard.shard_count} hosts")
-    features = [example_features(e) for e in examples]
+    if len(units) < shard.shard_count:
+        raise ConfigError(f"train.data: {len(units)} packing units ({len(examples)} examples) cannot feed {shard.shard_count} hosts")
     rows = config.local_rows(shard.shard_count)
-    dataset = grain.MapDataset.source(features)
+    dataset = grain.MapDataset.source(units)
     dataset = dataset[shard.shard_index :: shard.shard_count]
     dataset = dataset.shuffle(seed=config.seed).repeat(None).to_iter_dataset()
     dataset = grain.experimental.FirstFitPackIterDataset(
         dataset,
-        length_struct={name: config.seq_len for name in FEATURES},
+        length_struct={name: config.seq_len for name in UNIT_FEATURES},
         num_packing_bins=config.packing_bins or rows,
         seed=config.seed,
         shuffle_bins=True,
@@ -90,19 +79,22 @@ def build_dataset(examples: Sequence[Example], config: PipelineConfig) -> grain.
 
 
 def _rename(packed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Keeps one copy of the packing's segment ids and positions (the same for every feature)."""
-    out = {name: packed[name] for name in FEATURES}
+    """The units' own features plus one copy of the packer's segment ids (one per unit in a row)."""
+    out = {name: packed[name] for name in UNIT_FEATURES}
     out["segment_ids"] = packed["inputs_segment_ids"].astype(np.int32)
-    out["positions"] = packed["inputs_positions"].astype(np.int32)
     return out
 
 
-def attention_pairs(segment_ids: np.ndarray) -> int:
-    """Causal (query, key) pairs the batch attends over: sum over segments of n(n+1)/2 (for MFU)."""
+def attention_pairs(segment_ids: np.ndarray, branch_ids: np.ndarray) -> int:
+    """(query, key) pairs the batch attends over under the attention rule (for MFU): per segment,
+    n0(n0+1)/2 on its trunk and, per branch of nb tokens, nb(nb+1)/2 + nb * n0."""
     total = 0
-    for row in segment_ids.reshape(-1, segment_ids.shape[-1]):
-        _, counts = np.unique(row[row > 0], return_counts=True)
-        total += int((counts * (counts + 1) // 2).sum())
+    rows = zip(segment_ids.reshape(-1, segment_ids.shape[-1]), branch_ids.reshape(-1, branch_ids.shape[-1]))
+    for segments, branches in rows:
+        for segment in np.unique(segments[segments > 0]):
+            counts = np.bincount(branches[segments == segment])
+            trunk, own = int(counts[0]), counts[1:].astype(np.int64)
+            total += trunk * (trunk + 1) // 2 + int((own * (own + 1) // 2 + own * trunk).sum())
     return total
 
 

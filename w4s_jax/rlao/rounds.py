@@ -18,9 +18,9 @@ import ml_collections
 from flax import nnx
 
 from w4s_jax.config.errors import ConfigError
+from w4s_jax.models import abstract_model
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.examples import TrainingTokenizer
-from w4s_jax.rlao.train_step import abstract_model
 from w4s_jax.rlao.trainer import run_training
 
 # collect(config, policy, output_dir) -> an object with `.trajectories_path` (w4s.runner.run_w4s).
@@ -52,7 +52,7 @@ def run_rounds(
     if config.rounds.count < 1:
         raise ConfigError(f"rounds.count: must be >= 1, got {config.rounds.count}")
     output_dir = pathlib.Path(output_dir)
-    graphdef, _, _ = abstract_model(model_config, mesh)
+    graphdef, _ = abstract_model(model_config)
     params = model_params
     collected: list[str] = []
     records = []

@@ -1,9 +1,9 @@
 """The jitted RLAO train step: a pure function over pytrees with explicit shardings and donation.
 
-State = {"step", "params" (trainable: the full model or the LoRA adapters), "opt_state", "rng"}, all
-plain dicts of arrays (the model's nnx graphdef is static and merged inside the step). The batch is
-[micro_batches, rows, seq_len]; micro-batch gradients are summed in a `lax.scan` and the loss is
-divided once by the global example count, so accumulation gives the big batch's update.
+The state is a `TrainState` pytree of arrays (the model's nnx graphdef is static and merged inside
+the step). The batch is [micro_batches, rows, seq_len]; micro-batch gradients are summed in a
+`lax.scan` and the loss is divided once by the global example count, so accumulation gives the big
+batch's update.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from w4s_jax.models.config import ModelConfig
-from w4s_jax.models.decoder import Decoder
+from w4s_jax.models.decoder import abstract_model
 from w4s_jax.parallel.sharding import logical_to_spec, state_shardings
 from w4s_jax.rlao import lora as lora_lib
 from w4s_jax.rlao.loss import loss_sums, num_examples, token_nll
@@ -31,16 +31,20 @@ METRIC_NAMES = (
 )  # fmt: skip
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """What one optimizer step reads and replaces (donated), and what a checkpoint holds."""
+
+    step: jax.Array  # int32 []: optimizer steps taken so far; the learning-rate schedule's clock
+    params: dict  # trainable parameters (pure dict): the whole model, or only the LoRA adapters
+    opt_state: optax.OptState  # the optimizer's state (clipping, AdamW moments), laid out like params
+
+
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
     logits_chunk: int = 512
     lora: lora_lib.LoraConfig | None = None
-
-
-def abstract_model(config: ModelConfig, mesh: Mesh) -> tuple[nnx.GraphDef, nnx.State, dict]:
-    """(graphdef, abstract nnx state, pure dict of NamedShardings) without allocating parameters."""
-    graphdef, state = nnx.split(nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0))))
-    return graphdef, state, nnx.to_pure_dict(state_shardings(state, mesh))
 
 
 class TrainProgram:
@@ -48,7 +52,8 @@ class TrainProgram:
 
     def __init__(self, model_config: ModelConfig, mesh: Mesh, optimizer: OptimizerConfig, step: StepConfig):
         self.model_config, self.mesh, self.step_config = model_config, mesh, step
-        self.graphdef, abstract_state, self.model_shardings = abstract_model(model_config, mesh)
+        self.graphdef, abstract_state = abstract_model(model_config)
+        self.model_shardings = nnx.to_pure_dict(state_shardings(abstract_state, mesh))
         self.abstract_model_params = nnx.to_pure_dict(abstract_state)
         self.replicated = NamedSharding(mesh, PartitionSpec())
         self.lora_specs = lora_lib.adapter_specs(abstract_state, step.lora) if step.lora else []
@@ -78,12 +83,7 @@ class TrainProgram:
             self.trainable_shardings,
             transform_non_params=lambda _: self.replicated,
         )
-        self.state_shardings = {
-            "step": self.replicated,
-            "params": self.trainable_shardings,
-            "opt_state": opt_shardings,
-            "rng": self.replicated,
-        }
+        self.state_shardings = TrainState(step=self.replicated, params=self.trainable_shardings, opt_state=opt_shardings)
         self.batch_shardings = {key: batch_sharding(mesh) for key in BATCH_KEYS}
         self.step = jax.jit(
             self._train_step,
@@ -91,8 +91,7 @@ class TrainProgram:
             out_shardings=(self.state_shardings, self.replicated),
             donate_argnums=(0,),
         )
-        self._init = jax.jit(self._init_state, in_shardings=(self.trainable_shardings, self.replicated),
-                             out_shardings=self.state_shardings)
+        self._init = jax.jit(self._init_state, in_shardings=(self.trainable_shardings,), out_shardings=self.state_shardings)
 
     # ---- pure functions -------------------------------------------------------------------------
 
@@ -104,7 +103,9 @@ class TrainProgram:
 
     def _token_nll(self, params: dict, batch: dict) -> jax.Array:
         model = nnx.merge(self.graphdef, params)
-        h, _ = model.hidden_states(batch["inputs"], batch["positions"], batch["segment_ids"])
+        h, _ = model.hidden_states(
+            batch["inputs"], batch["positions"], batch["segment_ids"], branch_ids=batch["branch_ids"]
+        )
         return token_nll(h, batch["targets"], model.logits, self.step_config.logits_chunk)
 
     def _micro_loss(self, trainable: dict, frozen: dict, micro: dict, examples: jax.Array):
@@ -113,22 +114,22 @@ class TrainProgram:
         sums["tokens"] = jnp.sum((micro["segment_ids"] > 0).astype(jnp.float32))
         return sums["weighted_nll"] / examples, sums
 
-    def _train_step(self, state: dict, frozen: dict, batch: dict) -> tuple[dict, dict]:
+    def _train_step(self, state: TrainState, frozen: dict, batch: dict) -> tuple[TrainState, dict]:
         examples = num_examples(batch["target_scale"])
         grad_fn = jax.grad(self._micro_loss, has_aux=True)
 
         def accumulate(carry, micro):
-            grads, sums = grad_fn(state["params"], frozen, micro, examples)
+            grads, sums = grad_fn(state.params, frozen, micro, examples)
             grads = jax.lax.with_sharding_constraint(grads, self.trainable_shardings)
             return jax.tree.map(jnp.add, carry, (grads, sums)), None
 
-        zero_grads = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state["params"])
+        zero_grads = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
         zero_grads = jax.lax.with_sharding_constraint(zero_grads, self.trainable_shardings)
         zero_sums = {k: jnp.zeros((), jnp.float32) for k in ("weighted_nll", "plain_nll", "weight", "target_tokens", "tokens")}
         (grads, sums), _ = jax.lax.scan(accumulate, (zero_grads, zero_sums), batch)
-        grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state["params"])
-        updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
+        grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
         metrics = {
             "loss": sums["weighted_nll"] / examples,
             "nll": sums["plain_nll"] / examples,
@@ -137,39 +138,32 @@ class TrainProgram:
             "target_tokens": sums["target_tokens"],
             "tokens": sums["tokens"],
             "grad_norm": optax.tree.norm(grads),
-            "learning_rate": jnp.asarray(self.schedule(state["step"]), jnp.float32),
+            "learning_rate": jnp.asarray(self.schedule(state.step), jnp.float32),
         }
-        new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state, "rng": state["rng"]}
-        return new_state, metrics
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-    def _init_state(self, trainable: dict, rng: jax.Array) -> dict:
-        return {
-            "step": jnp.zeros((), jnp.int32),
-            "params": trainable,
-            "opt_state": self.optimizer.init(trainable),
-            "rng": rng,
-        }
+    def _init_state(self, trainable: dict) -> TrainState:
+        return TrainState(step=jnp.zeros((), jnp.int32), params=trainable, opt_state=self.optimizer.init(trainable))
 
     # ---- host-side helpers ----------------------------------------------------------------------
 
-    def init_state(self, model_params: dict, seed: int) -> tuple[dict, dict]:
-        """(train state, frozen params) from the model's parameters (pure dict, already sharded)."""
-        rng = jax.random.key_data(jax.random.key(seed))
+    def init_state(self, model_params: dict, seed: int) -> tuple[TrainState, dict]:
+        """(train state, frozen params) from the model's parameters (pure dict, already sharded);
+        `seed` draws the LoRA adapters' initial values."""
         if self.step_config.lora:
             adapters = jax.jit(
                 lambda: lora_lib.init_adapters(self.lora_specs, self.step_config.lora, jax.random.key(seed + 1)),
                 out_shardings=self.trainable_shardings,
             )()
-            return self._init(adapters, rng), model_params
-        return self._init(model_params, rng), {}
+            return self._init(adapters), model_params
+        return self._init(model_params), {}
 
-    def abstract_inputs(self, micro_batches: int, rows: int, seq_len: int) -> tuple[dict, dict, dict]:
+    def abstract_inputs(self, micro_batches: int, rows: int, seq_len: int) -> tuple[TrainState, dict, dict]:
         """ShapeDtypeStructs (with shardings) of the step's arguments: for AOT compilation."""
         def with_sharding(tree, shardings):
             return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
-        rng = jax.ShapeDtypeStruct((2,), jnp.uint32)
-        state = jax.eval_shape(self._init_state, self.abstract_trainable, rng)
+        state = jax.eval_shape(self._init_state, self.abstract_trainable)
         frozen = self.abstract_model_params if self.step_config.lora else {}
         batch = {
             key: jax.ShapeDtypeStruct(
@@ -184,11 +178,11 @@ class TrainProgram:
             with_sharding(batch, self.batch_shardings),
         )
 
-    def merged_params(self, state: dict, frozen: dict) -> dict:
+    def merged_params(self, state: TrainState, frozen: dict) -> dict:
         """Full model parameters after training (LoRA merged): what export and the sampler use."""
         if not self.step_config.lora:
-            return state["params"]
-        return jax.jit(self.model_params, out_shardings=self.model_shardings)(state["params"], frozen)
+            return state.params
+        return jax.jit(self.model_params, out_shardings=self.model_shardings)(state.params, frozen)
 
     def example_nll_fn(self) -> Callable[[dict, dict, dict], jax.Array]:
         """jit fn(trainable, frozen, batch [rows, T]) -> per-row sum(target_scale * nll): with one

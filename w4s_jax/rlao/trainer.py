@@ -29,13 +29,14 @@ from w4s_jax.rlao.lora import LoraConfig
 from w4s_jax.rlao.metrics import MetricsLogger
 from w4s_jax.rlao.optimizer import OptimizerConfig
 from w4s_jax.rlao.pipeline import GlobalBatches, PipelineConfig, attention_pairs, build_dataset
-from w4s_jax.rlao.train_step import StepConfig, TrainProgram, to_numpy_metrics
+from w4s_jax.rlao.shared_prefix import build_units
+from w4s_jax.rlao.train_step import StepConfig, TrainProgram, TrainState, to_numpy_metrics
 from w4s_jax.rlao.trajectories import read_trajectories
 
 
 @dataclasses.dataclass
 class TrainResult:
-    state: dict
+    state: TrainState
     frozen: dict
     program: TrainProgram
     steps_done: int
@@ -75,16 +76,17 @@ def pipeline_config(config: ml_collections.ConfigDict) -> PipelineConfig:
         micro_batches=t.grad_accum_steps,
         seed=t.seed,
         packing_bins=t.packing_bins,
+        shared_prefix=t.shared_prefix,
     )
 
 
-def derive_steps(config: ml_collections.ConfigDict, examples: list[Example]) -> int:
-    """train.steps, or enough steps for `epochs` passes given the tokens the examples hold."""
+def derive_steps(config: ml_collections.ConfigDict, epoch_tokens: int) -> int:
+    """train.steps, or enough steps for `epochs` passes over `epoch_tokens` (what the packing units hold)."""
     if config.train.steps > 0:
         return int(config.train.steps)
     if not config.train.epochs > 0:
         raise ConfigError(f"train.epochs: must be > 0 when train.steps = 0, got {config.train.epochs}")
-    tokens = sum(len(e.ids) - 1 for e in examples)
+    tokens = epoch_tokens
     per_step = config.train.seq_len * config.train.micro_batch * config.train.grad_accum_steps
     return max(1, math.ceil(config.train.epochs * tokens / per_step))
 
@@ -133,7 +135,8 @@ def run_training(
     examples, data_report = build_examples(
         read_trajectories(data), tokenizer, config.train.seq_len, weights, config.rlao.keep_invalid
     )
-    total_steps = derive_steps(config, examples)
+    _, packing = build_units(examples, config.train.seq_len, config.train.shared_prefix)
+    total_steps = derive_steps(config, packing.unit_tokens)
     lora = lora_config(config)
     program = TrainProgram(
         model_config, mesh, optimizer_config(config, total_steps), StepConfig(config.train.logits_chunk, lora)
@@ -147,6 +150,7 @@ def run_training(
     meta = {
         "examples": len(examples), "data": data_fingerprint(examples), "total_steps": total_steps,
         "seq_len": pipeline.seq_len, "global_batch": pipeline.global_batch, "lora": lora is not None,
+        "shared_prefix": pipeline.shared_prefix,
         "model": model_config.name,
     }  # fmt: skip
     latest = checkpoints.latest_step() if config.checkpoint.resume else None
@@ -163,8 +167,10 @@ def run_training(
 
     logger = MetricsLogger(output_dir, total_steps, start, progress=config.train.progress and start < total_steps)
     if jax.process_index() == 0:
-        (output_dir / "data_report.json").write_text(json.dumps(data_report.to_dict(), indent=2) + "\n")
+        report = data_report.to_dict() | {"packing": dataclasses.asdict(packing)}
+        (output_dir / "data_report.json").write_text(json.dumps(report, indent=2) + "\n")
     logger.note(f"rlao: {data_report.summary()}; {total_steps} steps" + (f", resumed at step {start}" if start else ""))
+    logger.note(f"rlao: {packing.summary()}")
     peak, peak_source = peak_flops_per_second(list(mesh.devices.flat))
     last_metrics: dict[str, float] = {}
     preempted = False
@@ -192,7 +198,7 @@ def run_training(
                     preempted = True
                     break
                 local = batches.next_local()
-                pairs = attention_pairs(local["segment_ids"])
+                pairs = attention_pairs(local["segment_ids"], local["branch_ids"])
                 state, device_metrics = program.step(state, frozen, batches.to_global(local))
                 step += 1
                 if pending is not None:

@@ -12,7 +12,7 @@ import jax
 from flax import nnx
 from jax.sharding import Mesh
 
-from w4s_jax.models.decoder import Decoder
+from w4s_jax.models.decoder import abstract_model
 from w4s_jax.parallel.sharding import state_shardings
 
 
@@ -26,8 +26,7 @@ def unrolled_layout(graphdef: nnx.GraphDef, state: nnx.State, mesh: Mesh):
     if not config.scan_layers:
         shardings = state_shardings(state, mesh)
         return graphdef, state, shardings, lambda s: jax.device_put(s, shardings)
-    abstract = nnx.eval_shape(lambda: Decoder(config.replace(scan_layers=False), rngs=nnx.Rngs(0)))
-    unrolled_graphdef, unrolled_abstract = nnx.split(abstract)
+    unrolled_graphdef, unrolled_abstract = abstract_model(config.replace(scan_layers=False))
     shardings = state_shardings(unrolled_abstract, mesh)
 
     def convert(stacked: nnx.State) -> nnx.State:

@@ -456,8 +456,8 @@ class Sampler:
                 placed = jax.lax.dynamic_update_slice(jnp.zeros(shape, big.dtype), small.astype(big.dtype), at)
                 return _scatter_rows(big, placed, targets, rows_axis)
 
-            cache = KVCache(k=place(state.cache.k, block.cache.k, KV_AXES), v=place(state.cache.v, block.cache.v, KV_AXES),
-                            segment_ids=place(state.cache.segment_ids, block.cache.segment_ids, SEGMENT_AXES),
+            layers = jax.tree.map(lambda big, small: place(big, small, KV_AXES), state.cache.layers, block.cache.layers)
+            cache = KVCache(layers=layers, segment_ids=place(state.cache.segment_ids, block.cache.segment_ids, SEGMENT_AXES),
                             end=state.cache.end)
             rows = functools.partial(jax.tree.map, lambda big, small: _scatter_rows(big, small, targets, 0))
             fields = {name: getattr(state, name) for name in EMPTY_ROW}
@@ -488,7 +488,7 @@ class Sampler:
             def rows(x: jax.Array, empty) -> jax.Array:
                 return jnp.where(_along(kept, 0, x.ndim), jnp.take(x, sources, axis=0), jnp.asarray(empty, x.dtype))
 
-            cache = KVCache(k=move(state.cache.k, KV_AXES), v=move(state.cache.v, KV_AXES),
+            cache = KVCache(layers=jax.tree.map(lambda x: move(x, KV_AXES), state.cache.layers),
                             segment_ids=move(state.cache.segment_ids, SEGMENT_AXES), end=state.cache.end - start)
             new_state = DecodeState(cache=cache, **{name: rows(getattr(state, name), empty) for name, empty in EMPTY_ROW.items()})
             new_knobs = RowKnobs(**{name: rows(getattr(knobs, name), empty) for name, empty in EMPTY_KNOBS.items()})

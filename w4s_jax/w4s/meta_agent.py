@@ -14,14 +14,13 @@ from w4s_jax.w4s.policy import OpenAIPolicy, Policy, SamplerPolicy
 def policy_from_config(config: Any) -> Policy:
     if config.meta_agent.kind == "openai":
         return OpenAIPolicy.from_config(config.meta_agent)
-    from w4s_jax.models import load_model
+    from w4s_jax.models import model_from_config
     from w4s_jax.parallel.mesh import mesh_from_config
     from w4s_jax.sampling.chat import ChatTokenizer
     from w4s_jax.sampling.sampler import Sampler
 
     mesh = mesh_from_config(config.mesh)
-    _, model = load_model(config.model.preset, config.model.path, mesh=mesh, dtype=config.model.dtype,
-                          param_dtype=config.model.param_dtype, scan_layers=config.model.scan_layers)
+    _, model = model_from_config(config.model, mesh)
     tokenizer = ChatTokenizer.from_path(config.model.path)
     sampler = Sampler(model, tokenizer, mesh, max_prompt_len=config.sampling.max_prompt_len)
     return SamplerPolicy(sampler, top_p=config.sampling.top_p, top_k=config.sampling.top_k)
