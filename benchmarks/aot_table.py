@@ -14,7 +14,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from w4s_jax.models import get_preset
 from w4s_jax.rlao.aot import GIB, plan_and_compile, tpu_topology
-from w4s_jax.rlao.lora import LoraConfig
+from w4s_jax.rlao.settings import LoraConfig
 
 # (label, preset, topology, seq_len, lora, parameter dtype)
 ROWS = (

@@ -21,9 +21,9 @@ from jax.sharding import NamedSharding, PartitionSpec
 from w4s_jax.models import get_preset, load_model
 from w4s_jax.parallel.mesh import make_mesh
 from w4s_jax.rlao.flops import measured_cpu_peak, train_flops
-from w4s_jax.rlao.optimizer import OptimizerConfig
 from w4s_jax.rlao.pipeline import BATCH_AXES, place_batch
-from w4s_jax.rlao.train_step import StepConfig, TrainProgram
+from w4s_jax.rlao.settings import OptimizerConfig, StepConfig
+from w4s_jax.rlao.train_step import TrainProgram
 
 
 def synthetic_batch(rows: int, seq: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:

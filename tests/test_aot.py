@@ -10,7 +10,7 @@ import pytest
 from w4s_jax.config.errors import ConfigError
 from w4s_jax.models import get_preset
 from w4s_jax.rlao.aot import GIB, plan_and_compile, tpu_topology
-from w4s_jax.rlao.lora import LoraConfig
+from w4s_jax.rlao.settings import LoraConfig
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 

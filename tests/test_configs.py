@@ -123,8 +123,7 @@ def test_config_arg_names_the_parts_of_a_config_files_argument() -> None:
 
 def test_config_defaults_are_the_typed_dataclasses_defaults() -> None:
     """Each default is written once, in the dataclass that consumes the section."""
-    from w4s_jax.rlao.lora import LoraConfig
-    from w4s_jax.rlao.optimizer import OptimizerConfig
+    from w4s_jax.rlao.settings import LoraConfig, OptimizerConfig
     from w4s_jax.rlao.trainer import lora_config, optimizer_config
     from w4s_jax.sandbox import SandboxSettings
 
@@ -133,6 +132,19 @@ def test_config_defaults_are_the_typed_dataclasses_defaults() -> None:
     assert optimizer_config(config, total_steps=7) == OptimizerConfig(total_steps=7)
     assert lora_config(config) == LoraConfig()
     assert SandboxSettings.from_config(config.sandbox) == SandboxSettings()
+
+
+def test_loading_every_config_file_imports_no_accelerator_library() -> None:
+    """A config error must show in a fraction of a second: defaults come from light modules."""
+    names = [str(path) for path in CONFIG_FILES]
+    program = (
+        "import sys\nfrom w4s_jax.config.loading import load_config_file\n"
+        f"for path in {names!r}:\n    load_config_file(path)\n"
+        "print(sorted(m for m in ('jax', 'optax', 'orbax', 'grain', 'flax', 'torch') if m in sys.modules))"
+    )
+    completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
 
 
 @pytest.fixture

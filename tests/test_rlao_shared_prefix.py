@@ -11,8 +11,6 @@ from jax.sharding import NamedSharding, PartitionSpec
 from w4s_jax.models import get_preset, load_model
 from w4s_jax.parallel.mesh import make_mesh
 from w4s_jax.rlao.examples import WeightConfig, build_examples
-from w4s_jax.rlao.lora import LoraConfig
-from w4s_jax.rlao.optimizer import OptimizerConfig
 from w4s_jax.rlao.pipeline import (
     BATCH_AXES,
     BATCH_KEYS,
@@ -21,8 +19,9 @@ from w4s_jax.rlao.pipeline import (
     build_dataset,
     place_batch,
 )
+from w4s_jax.rlao.settings import LoraConfig, OptimizerConfig, StepConfig
 from w4s_jax.rlao.shared_prefix import build_units, example_features
-from w4s_jax.rlao.train_step import StepConfig, TrainProgram
+from w4s_jax.rlao.train_step import TrainProgram
 from w4s_jax.rlao.trajectories import read_trajectories
 from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
 

@@ -3,8 +3,8 @@
 Config files stay data: each composes sections in `get_config()` and overrides values. Where a typed
 dataclass consumes a section (`SandboxSettings`, `OptimizerConfig`, `LoraConfig`, `StepConfig`,
 `WeightConfig`, `CheckpointConfig`), the section takes its defaults from that dataclass, so every
-default is written once, by the code that uses it. Those imports are local to their section, so a
-config without training sections loads without importing JAX.
+default is written once. Those dataclasses live in light modules (`rlao/settings.py`, standard library
+only), so loading any config file imports no JAX (tests/test_configs.py checks it).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 import ml_collections
 
 from w4s_jax.config.fields import section
+from w4s_jax.rlao.examples import WeightConfig
+from w4s_jax.rlao.settings import CheckpointConfig, LoraConfig, OptimizerConfig, StepConfig
+from w4s_jax.sandbox.sandbox import SandboxSettings
 
 
 def model_section() -> ml_collections.ConfigDict:
@@ -94,7 +97,6 @@ def executor_section() -> ml_collections.ConfigDict:
 
 
 def sandbox_section() -> ml_collections.ConfigDict:
-    from w4s_jax.sandbox.sandbox import SandboxSettings
 
     return section(
         "sandbox",
@@ -179,7 +181,6 @@ def bench_fields() -> ml_collections.ConfigDict:
 
 def train_section() -> ml_collections.ConfigDict:
     """RLAO trainer: data, batch shape and loop (w4s_jax/rlao)."""
-    from w4s_jax.rlao.train_step import StepConfig
 
     return section(
         "train",
@@ -201,7 +202,6 @@ def train_section() -> ml_collections.ConfigDict:
 
 def rlao_section() -> ml_collections.ConfigDict:
     """RLAO training data: which candidates become examples, and their weights w = exp(reward / tau)."""
-    from w4s_jax.rlao.examples import WeightConfig
 
     return section(
         "rlao",
@@ -214,7 +214,6 @@ def rlao_section() -> ml_collections.ConfigDict:
 
 
 def optimizer_section() -> ml_collections.ConfigDict:
-    from w4s_jax.rlao.optimizer import OptimizerConfig
 
     return section(
         "optimizer",
@@ -230,7 +229,6 @@ def optimizer_section() -> ml_collections.ConfigDict:
 
 
 def lora_section() -> ml_collections.ConfigDict:
-    from w4s_jax.rlao.lora import LoraConfig
 
     return section(
         "lora",
@@ -242,7 +240,6 @@ def lora_section() -> ml_collections.ConfigDict:
 
 
 def checkpoint_section() -> ml_collections.ConfigDict:
-    from w4s_jax.rlao.checkpointing import CheckpointConfig
 
     return section(
         "checkpoint",
@@ -256,7 +253,6 @@ def checkpoint_section() -> ml_collections.ConfigDict:
 
 def aot_fields() -> ml_collections.ConfigDict:
     """Top-level fields of `w4s-jax aot` (merge with `config.update(...)`)."""
-    from w4s_jax.rlao.train_step import StepConfig
 
     return section(
         "",

@@ -23,9 +23,8 @@ from w4s_jax.config.errors import ConfigError
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.parallel.mesh import MESH_AXES
 from w4s_jax.rlao.flops import matmul_params, train_flops
-from w4s_jax.rlao.lora import LoraConfig
-from w4s_jax.rlao.optimizer import OptimizerConfig
-from w4s_jax.rlao.train_step import StepConfig, TrainProgram
+from w4s_jax.rlao.settings import LoraConfig, OptimizerConfig, StepConfig
+from w4s_jax.rlao.train_step import TrainProgram
 
 GIB = 1024**3
 

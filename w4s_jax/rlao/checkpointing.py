@@ -8,7 +8,6 @@ run sees exactly the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 import signal
 import threading
@@ -17,21 +16,7 @@ from typing import Any
 import grain
 import orbax.checkpoint as ocp
 
-from w4s_jax.config.errors import ConfigError
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckpointConfig:
-    directory: str
-    every_steps: int = 50
-    keep: int = 3
-    async_save: bool = True
-
-    def __post_init__(self) -> None:
-        if self.every_steps < 1 or self.keep < 1:
-            raise ConfigError(
-                f"checkpoint.every_steps/keep: both must be >= 1, got {self.every_steps}/{self.keep}"
-            )
+from w4s_jax.rlao.settings import CheckpointConfig
 
 
 class RunCheckpoints:

@@ -18,28 +18,9 @@ import numpy as np
 from flax import nnx
 
 from w4s_jax.config.errors import ConfigError
-
-DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from w4s_jax.rlao.settings import LoraConfig
 
 Path = tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class LoraConfig:
-    rank: int = 16
-    alpha: float = 32.0
-    targets: tuple[str, ...] = DEFAULT_TARGETS
-
-    def __post_init__(self) -> None:
-        if self.rank < 1:
-            raise ConfigError(f"lora.rank: must be >= 1, got {self.rank}")
-        unknown = set(self.targets) - set(DEFAULT_TARGETS)
-        if unknown or not self.targets:
-            raise ConfigError(f"lora.targets: {sorted(unknown) or 'empty'}; choose from {DEFAULT_TARGETS}")
-
-    @property
-    def scale(self) -> float:
-        return self.alpha / self.rank
 
 
 @dataclasses.dataclass(frozen=True)

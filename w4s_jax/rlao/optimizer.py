@@ -2,34 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import optax
 
-from w4s_jax.config.errors import ConfigError
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimizerConfig:
-    learning_rate: float = 1e-5
-    warmup_steps: int = 10
-    total_steps: int = 100
-    end_lr_ratio: float = 0.1
-    b1: float = 0.9
-    b2: float = 0.95
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    clip_norm: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not self.learning_rate > 0:
-            raise ConfigError(f"optimizer.learning_rate: must be > 0, got {self.learning_rate}")
-        if self.warmup_steps < 0 or self.total_steps < 1:
-            raise ConfigError(
-                f"optimizer.warmup_steps/total_steps: need warmup >= 0 and total >= 1, got "
-                f"{self.warmup_steps}/{self.total_steps}"
-            )
+from w4s_jax.rlao.settings import OptimizerConfig
 
 
 def learning_rate_schedule(config: OptimizerConfig) -> optax.Schedule:

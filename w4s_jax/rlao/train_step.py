@@ -23,8 +23,9 @@ from w4s_jax.models.decoder import abstract_model
 from w4s_jax.parallel.sharding import logical_to_spec, state_shardings
 from w4s_jax.rlao import lora as lora_lib
 from w4s_jax.rlao.loss import loss_sums, num_examples, token_nll
-from w4s_jax.rlao.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
+from w4s_jax.rlao.optimizer import learning_rate_schedule, make_optimizer
 from w4s_jax.rlao.pipeline import BATCH_KEYS, batch_sharding
+from w4s_jax.rlao.settings import OptimizerConfig, StepConfig
 
 METRIC_NAMES = (
     "loss", "nll", "mean_weight", "examples", "target_tokens", "tokens", "grad_norm", "learning_rate",
@@ -39,12 +40,6 @@ class TrainState:
     step: jax.Array  # int32 []: optimizer steps taken so far; the learning-rate schedule's clock
     params: dict  # trainable parameters (pure dict): the whole model, or only the LoRA adapters
     opt_state: optax.OptState  # the optimizer's state (clipping, AdamW moments), laid out like params
-
-
-@dataclasses.dataclass(frozen=True)
-class StepConfig:
-    logits_chunk: int = 512
-    lora: lora_lib.LoraConfig | None = None
 
 
 class TrainProgram:

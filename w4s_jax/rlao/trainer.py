@@ -22,15 +22,14 @@ from jax.experimental import multihost_utils
 
 from w4s_jax.config.errors import ConfigError
 from w4s_jax.models.config import ModelConfig
-from w4s_jax.rlao.checkpointing import CheckpointConfig, PreemptionFlag, RunCheckpoints
+from w4s_jax.rlao.checkpointing import PreemptionFlag, RunCheckpoints
 from w4s_jax.rlao.examples import DataReport, Example, TrainingTokenizer, WeightConfig, build_examples
 from w4s_jax.rlao.flops import peak_flops_per_second, train_flops
-from w4s_jax.rlao.lora import LoraConfig
 from w4s_jax.rlao.metrics import MetricsLogger
-from w4s_jax.rlao.optimizer import OptimizerConfig
 from w4s_jax.rlao.pipeline import GlobalBatches, PipelineConfig, attention_pairs, build_dataset
+from w4s_jax.rlao.settings import CheckpointConfig, LoraConfig, OptimizerConfig, StepConfig
 from w4s_jax.rlao.shared_prefix import build_units
-from w4s_jax.rlao.train_step import StepConfig, TrainProgram, TrainState, to_numpy_metrics
+from w4s_jax.rlao.train_step import TrainProgram, TrainState, to_numpy_metrics
 from w4s_jax.rlao.trajectories import read_trajectories
 
 
