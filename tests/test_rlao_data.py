@@ -80,6 +80,9 @@ def test_weight_modes():
     np.testing.assert_allclose(raw, np.exp(np.asarray(rewards) / 0.4))
     np.testing.assert_allclose(example_weights(rewards, WeightConfig(mode="clip", max_weight=2.0)), np.minimum(raw, 2.0))
     np.testing.assert_allclose(example_weights(rewards, WeightConfig(mode="normalize")), raw / raw.mean())
+    np.testing.assert_array_equal(example_weights(rewards, WeightConfig(mode="uniform")), np.ones(4))  # plain SFT
+    with pytest.raises(ConfigError, match=r"rlao\.weight_mode"):
+        WeightConfig(mode="equal")
     with pytest.raises(ConfigError, match=r"rlao\.tau"):
         WeightConfig(tau=0.0)
     with pytest.raises(ConfigError, match=r"rlao\.max_weight"):

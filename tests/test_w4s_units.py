@@ -13,6 +13,7 @@ import pytest
 from w4s_jax.config.errors import ConfigError
 from w4s_jax.config.fields import FIELD_DOCS, iter_leaves
 from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
+from w4s_jax.w4s import prompts
 from w4s_jax.w4s.actions import parse_action
 from w4s_jax.w4s.feedback import describe_change, feedback_text
 from w4s_jax.w4s.generation_batcher import GenerationBatcher
@@ -78,6 +79,19 @@ def test_feedback_wording_and_case_order():
     error_block = next(block for block in blocks if "Q2?" in block)
     assert error_block.split("\n", 1)[1] == ("Question: Q2?\nWorkflow error: ZeroDivisionError: division by zero\n"
                                              "Failing line: line 3: x = 1 / 0\nGold answer: 2\nResult: wrong")
+
+
+def test_design_principles_can_be_left_out_of_the_first_message():
+    archive = [prompts.ArchiveView("cot", SOLVER, 0.5)]
+    full = prompts.first_user_message("Add numbers.", "Task: 1+1\nAnswer: 2", archive, "Validation score: 0.500.")
+    short = prompts.first_user_message("Add numbers.", "Task: 1+1\nAnswer: 2", archive, "Validation score: 0.500.",
+                                       principles=False)
+    assert prompts.PRINCIPLES in full and "## How to design" not in short
+    assert short == full.replace(prompts.PRINCIPLES + "\n\n", "")
+    config = optimize_config()
+    assert loop_settings(config).design_principles is True
+    config.w4s.design_principles = False
+    assert loop_settings(config).design_principles is False
 
 
 def test_journal_is_keyed_durable_and_drops_a_torn_last_line(tmp_path):

@@ -41,17 +41,18 @@ STAND_IN_NOTE = (
 def stand_in_executor(config: ml_collections.ConfigDict, output_dir: pathlib.Path) -> Iterator[str]:
     """Serves the stand-in executor from a subprocess on loopback; yields its base URL.
 
-    Its answer table holds the gold replies (for code, the reference programs) of the demo's validation
-    and test questions: the stand-in plays an executor that often knows the answer. Nothing from it
-    reaches the meta-agent's prompts or rewards beyond what the W4S loop itself reports (validation
-    feedback only); hidden tests are not in it.
+    Its answer table holds the gold replies (for code, the reference programs) of the run's validation
+    questions, and of its test questions when the run scores on test (`w4s.test_eval`): the stand-in
+    plays an executor that often knows the answer. Nothing from it reaches the meta-agent's prompts or
+    rewards beyond what the W4S loop itself reports (validation feedback only); hidden tests are not in it.
     """
     from w4s_jax.executor.stand_in_endpoint import spawn
     from w4s_jax.tasks import get_task
 
     task = get_task(config.task.name, config.task.seed)
     table = {}
-    for split, limit in (("validate", config.task.val_limit), ("test", config.task.test_limit)):
+    splits = [("validate", config.task.val_limit)] + ([("test", config.task.test_limit)] if config.w4s.test_eval else [])
+    for split, limit in splits:
         table.update({example.question: task.gold_reply(example)
                       for example in task.load(split, config.task.data_dir, limit)})
     answers = output_dir / "stand_in_answers.json"

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "aot": "Compile the train step ahead of time for a TPU topology; per-chip memory and FLOPs.",
     "bench": "Run the project's benchmarks; JSON + markdown table.",
     "demo": "The offline end-to-end demo on CPU (no network, no API key).",
+    "learn": "The learning experiment: RLAO vs SFT vs no training, with and without a warm start.",
 }
 
 

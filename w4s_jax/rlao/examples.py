@@ -21,7 +21,7 @@ import numpy as np
 from w4s_jax.config.errors import ConfigError
 from w4s_jax.rlao.trajectories import Trajectory
 
-WEIGHT_MODES = ("raw", "clip", "normalize")
+WEIGHT_MODES = ("raw", "clip", "normalize", "uniform")
 
 
 class TrainingTokenizer(Protocol):
@@ -32,7 +32,9 @@ class TrainingTokenizer(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class WeightConfig:
-    """w = exp(r / tau), then clipped at max_weight (mode clip) or scaled to mean 1 (mode normalize)."""
+    """w = exp(r / tau), then clipped at max_weight (mode clip) or scaled to mean 1 (mode normalize);
+    mode uniform gives every example w = 1 whatever its reward: plain supervised fine-tuning on the
+    same examples (the control arm of the learning experiment, and its warm start)."""
 
     tau: float = 0.4
     mode: str = "raw"
@@ -49,6 +51,8 @@ class WeightConfig:
 
 def example_weights(rewards: Sequence[float], config: WeightConfig) -> np.ndarray:
     """Per-example weights (float64) over the whole dataset, the same on every host."""
+    if config.mode == "uniform":
+        return np.ones(len(rewards), np.float64)
     weights = np.exp(np.asarray(rewards, np.float64) / config.tau)
     if config.mode == "clip":
         weights = np.minimum(weights, config.max_weight)

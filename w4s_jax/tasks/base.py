@@ -51,6 +51,7 @@ class Task(abc.ABC):
     tfds_name: str = ""  # the set in the TFDS catalog, if it has one
     tfds_split: str = "test"  # its held-out split, cut 1:4 into validate and test
     package_source: str = ""  # an installed package that ships the benchmark (`data_dir=package:NAME`)
+    package_contents: str = ""  # what that package ships, for the ways to get the data
     data_layout: str = ""  # the files a data directory holds for this task, and where they come from
     split_note: str = "validate and test come from the files of the same names"
 
@@ -100,8 +101,7 @@ class Task(abc.ABC):
             ways.append(f"{{flag}}={TFDS_PREFIX}DIR after `tfds build {self.tfds_name} --data_dir DIR` (the TFDS "
                         f"catalog's {self.tfds_name}; its {self.tfds_split} split is cut 1:4)")
         if self.package_source:
-            ways.append(f"{{flag}}={PACKAGE_PREFIX}{self.package_source} (the copy the `{self.package_source}` "
-                        "package installs with w4s-jax)")
+            ways.append(f"{{flag}}={PACKAGE_PREFIX}{self.package_source} ({self.package_contents})")
         return ways
 
     def load(self, split: str, data_dir: str | pathlib.Path, limit: int = 0) -> list[Example]:

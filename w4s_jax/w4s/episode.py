@@ -43,6 +43,7 @@ class LoopSettings:
     feedback_cases: int
     archive_in_prompt: int
     reward: RewardRule
+    design_principles: bool  # the "How to design" section in the first user message
 
 
 @dataclasses.dataclass
@@ -153,7 +154,8 @@ class Rollout:
         """Runs one episode from `latest` = (score, feedback) of the last chosen workflow; returns the new one."""
         previous, latest_feedback = latest
         messages = prompts.initial_messages(self.task.description, self.task.worked_example,
-                                            self.archive.top(self.settings.archive_in_prompt), latest_feedback)
+                                            self.archive.top(self.settings.archive_in_prompt), latest_feedback,
+                                            self.settings.design_principles)
         for turn in range(self.settings.turns_per_episode):
             if self.iteration >= self.settings.max_iterations:
                 break

@@ -106,11 +106,12 @@ def archive_text(entries: list[ArchiveView]) -> str:
 
 
 def first_user_message(task_description: str, worked_example: str, archive: list[ArchiveView],
-                       latest_feedback: str) -> str:
-    """The episode's first user message; the feedback covers only the latest archive workflow."""
+                       latest_feedback: str, principles: bool = True) -> str:
+    """The episode's first user message; the feedback covers only the latest archive workflow.
+    `principles=False` leaves out the design principles (`w4s.design_principles`: a shorter prompt)."""
     parts = [
         INTERFACE,
-        PRINCIPLES,
+        *([PRINCIPLES] if principles else []),
         f"## The task\n\n{task_description.strip()}\n\n### A worked example\n\n{worked_example.strip()}",
         archive_text(archive),
     ]
@@ -121,10 +122,11 @@ def first_user_message(task_description: str, worked_example: str, archive: list
 
 
 def initial_messages(task_description: str, worked_example: str, archive: list[ArchiveView],
-                     latest_feedback: str) -> list[dict[str, str]]:
+                     latest_feedback: str, principles: bool = True) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": first_user_message(task_description, worked_example, archive, latest_feedback)},
+        {"role": "user", "content": first_user_message(task_description, worked_example, archive, latest_feedback,
+                                                       principles)},
     ]
 
 

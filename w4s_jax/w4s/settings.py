@@ -18,6 +18,13 @@ def _at_least(config: Any, field: str, minimum: int) -> int:
     return value
 
 
+def _flag(config: Any, field: str) -> bool:
+    value = config.w4s[field]
+    if not isinstance(value, bool):
+        raise ConfigError(f"w4s.{field}: must be True or False, got {value!r}")
+    return value
+
+
 def loop_settings(config: Any) -> LoopSettings:
     """The typed `w4s` settings one rollout needs (raises ConfigError on a bad field)."""
     if config.w4s.reward not in REWARD_RULES:
@@ -34,6 +41,7 @@ def loop_settings(config: Any) -> LoopSettings:
         archive_in_prompt=_at_least(config, "archive_in_prompt", 1),
         reward=RewardRule(config.w4s.reward, float(config.w4s.invalid_reward),
                           float(config.w4s.low_score_threshold), float(config.w4s.low_score_penalty)),
+        design_principles=_flag(config, "design_principles"),
     )
 
 
@@ -76,7 +84,7 @@ RESUME_FIELDS = (
     "sampling.top_k", "sampling.max_new_tokens", "w4s.tasks", "w4s.seeds", "w4s.candidates_per_turn",
     "w4s.turns_per_episode", "w4s.max_repairs", "w4s.check_samples", "w4s.reward", "w4s.invalid_reward",
     "w4s.low_score_threshold", "w4s.low_score_penalty", "w4s.feedback_cases", "w4s.archive_in_prompt",
-    "w4s.seed_workflows",
+    "w4s.design_principles", "w4s.seed_workflows",
 )
 
 
