@@ -231,6 +231,6 @@ def _in_process_generate(new_tokens: int):
 
 
 if __name__ == "__main__":
-    from w4s_jax.bench_report import script_main
+    from w4s_jax.cli.bench_report import script_main
 
     script_main(run, __doc__, "fewer tokens, one repeat")
