@@ -1,5 +1,6 @@
 """RLAO rounds: collect -> train -> collect, the sampler receiving the trainer's parameters in process."""
 
+import json
 import types
 
 import jax
@@ -60,3 +61,29 @@ def test_rounds_hand_trained_parameters_to_the_sampler(tmp_path, rlao_trajectory
     assert not np.array_equal(seen[0], seen[1]) and not np.array_equal(seen[1], seen[2])
     np.testing.assert_array_equal(seen[2], jax.device_get(final["embedding"]))
     assert (tmp_path / "run" / "round_1" / "train" / "metrics.jsonl").exists()
+
+
+def test_rounds_stop_when_a_collection_has_nothing_to_train_on(tmp_path, rlao_trajectory_writer):
+    """The paper's data (rlao.keep_invalid False): no valid, checked candidate -> no training, no more rounds."""
+    config = _config(tmp_path)
+    mesh = mesh_of(1)
+    model_config, params = load_meta_agent(config, mesh)
+    collected, notes = [], []
+
+    def invalid_collect(config, policy, output_dir):
+        """Stands in for run_w4s: every candidate of the collection is an invalid action."""
+        output_dir.mkdir(parents=True, exist_ok=True)
+        path = rlao_trajectory_writer(output_dir / "trajectories.jsonl", tasks=2, history_turns=0)
+        records = [json.loads(line) | {"valid_action": False, "val_score": None, "reward": -0.2}
+                   for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps(record) + "\n" for record in records))
+        collected.append(path)
+        return types.SimpleNamespace(trajectories_path=path)
+
+    records, final = run_rounds(
+        config, model_config=model_config, mesh=mesh, model_params=params, tokenizer=ByteChatTokenizer(),
+        sampler=None, policy=None, collect=invalid_collect, output_dir=config.output_dir, log=notes.append,
+    )  # fmt: skip
+    assert records == [] and final is params and len(collected) == 1
+    assert "nothing to train on" in notes[-1] and "stopping" in notes[-1]
+    assert not (tmp_path / "run" / "round_0" / "train").exists()

@@ -5,6 +5,10 @@ sampler gets the trained parameters with `Sampler.set_state` (no reload, no reco
 generation). Every round lives in `<output_dir>/round_<r>/{collect,train}`; collection resumes from
 its journal and training from its checkpoints, so a killed `w4s-jax rlao` rerun with the same
 output_dir continues where it stopped.
+
+With `rlao.keep_invalid` False (the paper's data) a collection in which no candidate is a valid
+workflow that passed its check gives nothing to train on; the parameters then stay as they are, and
+so would the next collection (same seeds), so the rounds stop there and say why.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from w4s_jax.models import abstract_model
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.examples import TrainingTokenizer
 from w4s_jax.rlao.trainer import run_training
+from w4s_jax.rlao.trajectories import read_trajectories
 
 # collect(config, policy, output_dir) -> an object with `.trajectories_path` (w4s.runner.run_w4s).
 Collect = Callable[[ml_collections.ConfigDict, Any, pathlib.Path], Any]
@@ -61,6 +66,11 @@ def run_rounds(
         result = collect(config, policy, round_dir / "collect")
         collected.append(str(result.trajectories_path))
         data = collected if config.rounds.cumulative else collected[-1:]
+        if not config.rlao.keep_invalid and not any(r.trainable for path in data for r in read_trajectories(path)):
+            log(f"rlao: round {round_index}: no candidate in {', '.join(data)} is a valid workflow that passed its "
+                "check, so there is nothing to train on (rlao.keep_invalid=True trains on them anyway); "
+                "stopping: the parameters, and so the next collection, would not change")
+            return records, params
         log(f"rlao: round {round_index}: training on {len(data)} trajectory file(s)")
         trained = run_training(
             config, model_config=model_config, mesh=mesh, model_params=params, tokenizer=tokenizer,
