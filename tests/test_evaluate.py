@@ -13,7 +13,7 @@ from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 from w4s_jax.sandbox import Sandbox, SandboxSettings
 from w4s_jax.tasks import Example, Task, get_task
 from w4s_jax.w4s.scoring import evaluate_workflow, executor_handler
-from w4s_jax.workflows import builtin_names, builtin_source, seed_library
+from w4s_jax.workflows import BUILTIN_WORKFLOWS, WORKFLOW_DIR, builtin_source
 
 SETTINGS = SandboxSettings(workers=4, sample_timeout_s=20.0, execute_code_timeout_s=5.0)
 
@@ -128,10 +128,10 @@ def test_code_task_is_scored_by_hidden_tests_in_a_separate_worker(tmp_path):
     assert report.score == pytest.approx(0.5)
 
 
-def test_seed_library_is_every_builtin_and_each_defines_solver():
-    library = seed_library()
-    assert list(library) == builtin_names()
-    for name, source in library.items():
+def test_every_builtin_workflow_defines_solver():
+    assert sorted(path.stem for path in WORKFLOW_DIR.glob("*.py") if path.stem != "__init__") == sorted(BUILTIN_WORKFLOWS)
+    for name in BUILTIN_WORKFLOWS:
+        source = builtin_source(name)
         assert "def solver(agent, task)" in source, name
         compile(source, name, "exec")
     with pytest.raises(KeyError, match="unknown built-in workflow"):

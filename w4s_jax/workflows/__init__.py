@@ -23,17 +23,8 @@ SEED_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def builtin_names() -> list[str]:
-    return list(BUILTIN_WORKFLOWS)
-
-
 def builtin_source(name: str) -> str:
     """The source of a built-in workflow, or KeyError naming the known ones."""
     if name not in BUILTIN_WORKFLOWS:
         raise KeyError(f"unknown built-in workflow {name!r}; known: {', '.join(BUILTIN_WORKFLOWS)}")
     return (WORKFLOW_DIR / f"{name}.py").read_text(encoding="utf-8")
-
-
-def seed_library() -> dict[str, str]:
-    """name -> source of every built-in workflow (the W4S loop's starting archive)."""
-    return {name: builtin_source(name) for name in BUILTIN_WORKFLOWS}
