@@ -16,7 +16,9 @@ policy's own samples. Sized for about 90 minutes on 2 CPU cores:
   one archive workflow (the seed `cot`), so a prompt is about 1,000 tokens and fits one
   1,024-token prefill bucket;
 - replies of at most 256 tokens (the warm start's longest is 228);
-- 20 validation problems per workflow; LoRA training, 3 steps of 4 sequences per round.
+- 20 validation problems per workflow; LoRA training, 3 steps of 4 rows per round, a row holding one
+  turn's prompt once and its candidates as branches (shared-prefix packing), so a round's 3 steps see
+  every kept candidate of the last collection about once.
 """
 
 import ml_collections
@@ -66,7 +68,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.demo.stand_in_accuracy = 0.45
     config.sandbox.workers = 4
 
-    config.train.seq_len = 1280  # a 1,000-token prompt and a reply of up to 256 tokens
+    # One row holds a turn: its 1,000-token prompt once and its 4 replies of up to 256 tokens as branches
+    # (shared-prefix packing, train.shared_prefix): about 2.5x fewer tokens than one row per candidate.
+    config.train.seq_len = 2304
     config.train.micro_batch = 4
     config.train.steps = 3
     config.train.logits_chunk = 256

@@ -74,25 +74,14 @@ def main(config: ml_collections.ConfigDict) -> None:
 
 
 def _run(config: ml_collections.ConfigDict, output_dir: pathlib.Path) -> dict:
-    from flax import nnx
-
+    from w4s_jax.cli.w4s_run import in_process_meta_agent
     from w4s_jax.learning.experiment import Experiment
-    from w4s_jax.parallel.mesh import mesh_from_config
-    from w4s_jax.rlao.loading import load_meta_agent, load_tokenizer
-    from w4s_jax.models import abstract_model
-    from w4s_jax.sampling.sampler import Sampler
-    from w4s_jax.w4s.policy import SamplerPolicy
 
     loading = time.perf_counter()
-    mesh = mesh_from_config(config.mesh)
-    tokenizer = load_tokenizer(config)
-    model_config, params = load_meta_agent(config, mesh)
-    graphdef, _ = abstract_model(model_config)
-    sampler = Sampler(nnx.merge(graphdef, params), tokenizer, mesh, max_prompt_len=config.sampling.max_prompt_len)
-    policy = SamplerPolicy(sampler, top_p=config.sampling.top_p, top_k=config.sampling.top_k)
+    agent = in_process_meta_agent(config)
     load_wall_s = time.perf_counter() - loading
-    experiment = Experiment(config, model_config=model_config, mesh=mesh, params=params, tokenizer=tokenizer,
-                            sampler=sampler, policy=policy, output_dir=output_dir)
+    experiment = Experiment(config, model_config=agent.model_config, mesh=agent.mesh, params=agent.params,
+                            tokenizer=agent.tokenizer, sampler=agent.sampler, policy=agent.policy, output_dir=output_dir)
     return experiment.run() | {"load_wall_s": load_wall_s}
 
 

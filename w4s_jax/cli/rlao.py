@@ -28,27 +28,18 @@ def main(config: ml_collections.ConfigDict) -> None:
     validate(config, sections=("model", "mesh", "output_dir"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    from flax import nnx
-
-    from w4s_jax.models import abstract_model
-    from w4s_jax.parallel.mesh import mesh_from_config
-    from w4s_jax.rlao.loading import export_meta_agent, load_meta_agent, load_tokenizer
+    from w4s_jax.cli.w4s_run import in_process_meta_agent
+    from w4s_jax.rlao.loading import export_meta_agent
     from w4s_jax.rlao.rounds import run_rounds
-    from w4s_jax.sampling.sampler import Sampler
-    from w4s_jax.w4s.policy import SamplerPolicy
     from w4s_jax.w4s.runner import run_w4s
 
-    mesh = mesh_from_config(config.mesh)
-    tokenizer = load_tokenizer(config)
-    model_config, params = load_meta_agent(config, mesh)
-    graphdef, _ = abstract_model(model_config)
-    sampler = Sampler(nnx.merge(graphdef, params), tokenizer, mesh, max_prompt_len=config.sampling.max_prompt_len)
-    policy = SamplerPolicy(sampler, top_p=config.sampling.top_p, top_k=config.sampling.top_k)
+    agent = in_process_meta_agent(config)
     records, final = run_rounds(
-        config, model_config=model_config, mesh=mesh, model_params=params, tokenizer=tokenizer, sampler=sampler,
-        policy=policy, collect=run_w4s, output_dir=config.output_dir,
+        config, model_config=agent.model_config, mesh=agent.mesh, model_params=agent.params,
+        tokenizer=agent.tokenizer, sampler=agent.sampler, policy=agent.policy, collect=run_w4s,
+        output_dir=config.output_dir,
     )  # fmt: skip
     for record in records:
         print(f"rlao: round {record.round}: {record.train_steps} steps, loss {record.last_metrics.get('loss')}")
     if config.train.export_dir:
-        print(f"rlao: exported the trained meta-agent to {export_meta_agent(model_config, final, config.train.export_dir)}")
+        print(f"rlao: exported the trained meta-agent to {export_meta_agent(agent.model_config, final, config.train.export_dir)}")

@@ -1,10 +1,12 @@
 """The body `w4s-jax optimize` and `w4s-jax collect` share: check the config, run W4S, print a summary.
 
-`rlao` runs the same up-front checks (`check_run_config`) before its rounds.
+`rlao` and `learn` run the same up-front checks (`check_run_config`) and load the meta-agent they
+both sample from and train the same way (`in_process_meta_agent`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -50,3 +52,34 @@ def run(command: str, config: Any) -> None:
         print(f"{command}: stopped early: {result.stopped_reason}")
     print(f"{command}: {result.trajectory_count} trajectories -> {result.trajectories_path}")
     print(f"{command}: report -> {result.report_path}")
+
+
+@dataclasses.dataclass(frozen=True)
+class InProcessMetaAgent:
+    """The meta-agent that one process both samples from and trains."""
+
+    mesh: Any
+    model_config: Any  # models.ModelConfig
+    params: dict  # pure dict placed on `mesh`; the trainer's starting point
+    tokenizer: Any  # rlao.examples.TrainingTokenizer
+    sampler: Any  # sampling.sampler.Sampler holding `params`
+    policy: Any  # w4s.policy.SamplerPolicy over `sampler`
+
+
+def in_process_meta_agent(config: Any) -> InProcessMetaAgent:
+    """Loads model.preset / model.path on the configured mesh with its tokenizer, sampler and policy."""
+    from flax import nnx
+
+    from w4s_jax.models import abstract_model
+    from w4s_jax.parallel.mesh import mesh_from_config
+    from w4s_jax.rlao.loading import load_meta_agent, load_tokenizer
+    from w4s_jax.sampling.sampler import Sampler
+    from w4s_jax.w4s.policy import SamplerPolicy
+
+    mesh = mesh_from_config(config.mesh)
+    tokenizer = load_tokenizer(config)
+    model_config, params = load_meta_agent(config, mesh)
+    graphdef, _ = abstract_model(model_config)
+    sampler = Sampler(nnx.merge(graphdef, params), tokenizer, mesh, max_prompt_len=config.sampling.max_prompt_len)
+    policy = SamplerPolicy(sampler, top_p=config.sampling.top_p, top_k=config.sampling.top_k)
+    return InProcessMetaAgent(mesh, model_config, params, tokenizer, sampler, policy)

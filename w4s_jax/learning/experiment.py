@@ -41,9 +41,9 @@ from flax import nnx
 from w4s_jax.config.errors import ConfigError
 from w4s_jax.learning.measures import best_seed_score, collection_metrics, read_candidates
 from w4s_jax.learning.teacher import VariantTeacher
+from w4s_jax.models import abstract_model
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.examples import TrainingTokenizer
-from w4s_jax.models import abstract_model
 from w4s_jax.rlao.trainer import run_training
 from w4s_jax.rlao.trajectories import read_trajectories
 from w4s_jax.w4s.runner import run_w4s
