@@ -61,7 +61,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.executor.model = "stand-in-executor"
     config.executor.api_key_env = ""
-    config.executor.budget_usd = 5.0
+    # Nominal dollars at GPT-4o-mini prices (the stand-in costs nothing); per collection. A warm-started
+    # meta-agent asks for many samples per problem: 5.0 cut one of the 8 rollouts of its first collection.
+    config.executor.budget_usd = 20.0
     config.executor.prices = ml_collections.ConfigDict(
         {"stand-in-executor": {"input": 0.15, "output": 0.60}}, allow_dotted_keys=True
     )

