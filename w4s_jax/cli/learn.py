@@ -31,7 +31,6 @@ def main(config: ml_collections.ConfigDict) -> None:
     started = time.perf_counter()
     from w4s_jax.cli.demo import stand_in_executor
     from w4s_jax.cli.w4s_run import check_run_config
-    from w4s_jax.config.config_checks import validate
     from w4s_jax.learning.experiment import check_learning_config
     from w4s_jax.models.weights import smollm2_gguf_path
 
@@ -40,9 +39,8 @@ def main(config: ml_collections.ConfigDict) -> None:
     shipped_model = not config.model.path
     if shipped_model:
         config.model.path = str(smollm2_gguf_path())
-    check_run_config(config)  # bad fields and missing data exit 2 before anything starts
+    check_run_config(config)  # bad fields (model and mesh included) and missing data exit 2 before anything starts
     check_learning_config(config)
-    validate(config, sections=("model", "mesh", "output_dir"))
     output_dir = pathlib.Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if not config.executor.cache_path:

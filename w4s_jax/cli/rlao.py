@@ -20,12 +20,10 @@ DEFAULT_CONFIG = "rlao.py"
 
 def main(config: ml_collections.ConfigDict) -> None:
     from w4s_jax.cli.w4s_run import check_run_config
-    from w4s_jax.config.config_checks import validate
 
     if config.meta_agent.kind != "jax":
         raise ConfigError("meta_agent.kind: rlao trains the in-process meta-agent; fix: --config.meta_agent.kind=jax")
     check_run_config(config)
-    validate(config, sections=("model", "mesh", "output_dir"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     from w4s_jax.cli.w4s_run import in_process_meta_agent

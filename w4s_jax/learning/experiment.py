@@ -43,9 +43,8 @@ from w4s_jax.learning.measures import best_seed_score, collection_metrics, read_
 from w4s_jax.learning.teacher import VariantTeacher
 from w4s_jax.models import abstract_model
 from w4s_jax.models.config import ModelConfig
-from w4s_jax.rlao.examples import TrainingTokenizer
+from w4s_jax.rlao.examples import NothingToTrain, TrainingTokenizer
 from w4s_jax.rlao.trainer import run_training
-from w4s_jax.rlao.trajectories import read_trajectories
 from w4s_jax.w4s.runner import run_w4s
 
 ARMS = ("rlao", "sft", "none")
@@ -127,20 +126,21 @@ class Experiment:
     def train(self, params: dict, data: pathlib.Path, directory: pathlib.Path, *, weight_mode: str, steps: int,
               learning_rate: float) -> tuple[dict | None, dict]:
         """(trained parameters, what happened); None when no candidate of `data` may be trained on."""
-        kept = sum(record.trainable for record in read_trajectories(str(data)))
-        if not kept:
-            return None, {"kept": 0, "steps": 0, "wall_s": 0.0, "skipped": "no candidate passed its check"}
         started = time.perf_counter()
         config = with_fields(self.config, rlao__weight_mode=weight_mode, train__steps=steps,
                              optimizer__learning_rate=learning_rate)
-        result = run_training(config, model_config=self.model_config, mesh=self.mesh, model_params=params,
-                              tokenizer=self.tokenizer, data=[str(data)], output_dir=directory)
+        try:
+            result = run_training(config, model_config=self.model_config, mesh=self.mesh, model_params=params,
+                                  tokenizer=self.tokenizer, data=[str(data)], output_dir=directory)
+        except NothingToTrain:
+            return None, {"kept": 0, "steps": 0, "wall_s": 0.0, "skipped": "no candidate passed its check"}
         if result.preempted:
             raise SystemExit(f"learn: preempted while training {directory}; rerun with the same output_dir to resume")
-        info = {"kept": kept, "examples": result.data_report.examples, "steps": result.steps_done,
+        report = result.data_report
+        info = {"kept": report.records - report.left_out, "examples": report.examples, "steps": result.steps_done,
                 "weight_mode": weight_mode, "wall_s": time.perf_counter() - started,
                 "last_loss": result.last_metrics.get("loss"), "mean_weight": result.last_metrics.get("mean_weight"),
-                "data_report": result.data_report.to_dict()}
+                "data_report": report.to_dict()}
         return result.model_params(), info
 
     # ---------------------------------------------------------------- the stages

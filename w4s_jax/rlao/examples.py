@@ -24,6 +24,11 @@ from w4s_jax.rlao.trajectories import Trajectory
 WEIGHT_MODES = ("raw", "clip", "normalize", "uniform")
 
 
+class NothingToTrain(ConfigError):
+    """No record may become an example (rlao.keep_invalid False and none valid and checked): callers
+    that train round after round stop or skip on it instead of reading the data a second time."""
+
+
 class TrainingTokenizer(Protocol):
     """The part of `ChatTokenizer` (docs/interfaces.md) the trainer needs."""
 
@@ -118,7 +123,7 @@ def select_records(records: Sequence[Trajectory], keep_invalid: bool, report: Da
     report.check_failures = sum(r.valid_action and r.check_failed for r in records)
     kept = list(records) if keep_invalid else [r for r in records if r.trainable]
     if not kept:
-        raise ConfigError(
+        raise NothingToTrain(
             f"rlao.keep_invalid: none of the {len(records)} records is a valid workflow that passed its check "
             f"({report.invalid_actions} invalid actions, {report.check_failures} check failures), so there is "
             "nothing to train on; collect more, or set rlao.keep_invalid=True to train on them anyway"

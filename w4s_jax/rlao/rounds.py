@@ -24,9 +24,8 @@ from flax import nnx
 from w4s_jax.config.errors import ConfigError
 from w4s_jax.models import abstract_model
 from w4s_jax.models.config import ModelConfig
-from w4s_jax.rlao.examples import TrainingTokenizer
+from w4s_jax.rlao.examples import NothingToTrain, TrainingTokenizer
 from w4s_jax.rlao.trainer import run_training
-from w4s_jax.rlao.trajectories import read_trajectories
 
 # collect(config, policy, output_dir) -> an object with `.trajectories_path` (w4s.runner.run_w4s).
 Collect = Callable[[ml_collections.ConfigDict, Any, pathlib.Path], Any]
@@ -66,16 +65,16 @@ def run_rounds(
         result = collect(config, policy, round_dir / "collect")
         collected.append(str(result.trajectories_path))
         data = collected if config.rounds.cumulative else collected[-1:]
-        if not config.rlao.keep_invalid and not any(r.trainable for path in data for r in read_trajectories(path)):
-            log(f"rlao: round {round_index}: no candidate in {', '.join(data)} is a valid workflow that passed its "
-                "check, so there is nothing to train on (rlao.keep_invalid=True trains on them anyway); "
-                "stopping: the parameters, and so the next collection, would not change")
-            return records, params
         log(f"rlao: round {round_index}: training on {len(data)} trajectory file(s)")
-        trained = run_training(
-            config, model_config=model_config, mesh=mesh, model_params=params, tokenizer=tokenizer,
-            data=list(data), output_dir=round_dir / "train",
-        )  # fmt: skip
+        try:
+            trained = run_training(
+                config, model_config=model_config, mesh=mesh, model_params=params, tokenizer=tokenizer,
+                data=list(data), output_dir=round_dir / "train",
+            )  # fmt: skip
+        except NothingToTrain as nothing:
+            log(f"rlao: round {round_index}: {nothing}; stopping: the parameters, and so the next collection, "
+                "would not change")
+            return records, params
         if trained.preempted:
             raise SystemExit(f"rlao: preempted in round {round_index}; rerun with the same output_dir to resume")
         params = trained.model_params()
