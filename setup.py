@@ -18,7 +18,8 @@ setup(
     packages=[*find_packages(include=["w4s_jax", "w4s_jax.*"]), "w4s_jax.configs"],
     package_dir={"w4s_jax.configs": "configs"},
     include_package_data=True,
-    # GSM8K validation problems for the offline learning experiment (w4s_jax/tasks/package_data/README.md).
+    # GSM8K train/validate/test pools (all from GSM8K's train split) for the offline learning experiment
+    # (w4s_jax/tasks/package_data/README.md).
     package_data={"w4s_jax.configs": ["README.md"], "w4s_jax.tasks": ["package_data/*"]},
     install_requires=[
         f"jax=={JAX_VERSION}",

@@ -9,9 +9,12 @@ executor (it knows the reference solutions and replies with one with probability
 really help). Rewards are computed, one RLAO update is trained and checkpointed with orbax, and a
 report with plots is written.
 
-To use a real executor instead: `--config.demo.stand_in_executor=False` plus `OPENAI_API_KEY`
-(default endpoint api.openai.com, model gpt-4o-mini), or any OpenAI-compatible server such as vLLM:
-`--config.executor.base_url=http://HOST:8000/v1 --config.executor.model=NAME --config.executor.api_key_env=''`.
+`demo.executor` picks the executor (cli/local_executor.py): `stand_in` (default, above), `smollm2`
+(`w4s-jax serve` on the shipped SmolLM2-135M-Instruct in a subprocess on loopback: a real language
+model, offline, whose messy replies the loop must survive; its scores are near zero), `simulated`
+(executor/simulated.py), or `external`: `OPENAI_API_KEY` (default endpoint api.openai.com, model
+gpt-4o-mini), or any OpenAI-compatible server such as vLLM: `--config.demo.executor=external
+--config.executor.base_url=http://HOST:8000/v1 --config.executor.model=NAME --config.executor.api_key_env=''`.
 """
 
 import ml_collections
@@ -48,7 +51,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.executor.api_key_env = ""
     config.executor.budget_usd = 1.0
     config.executor.prices = ml_collections.ConfigDict(
-        {"stand-in-executor": {"input": 0.15, "output": 0.60}}, allow_dotted_keys=True
+        # Nominal GPT-4o-mini prices for the local executors, so the budget logic runs; nothing is paid.
+        {"stand-in-executor": {"input": 0.15, "output": 0.60},
+         "smollm2-135m-instruct": {"input": 0.15, "output": 0.60},
+         "simulated-executor": {"input": 0.15, "output": 0.60}},
+        allow_dotted_keys=True,
     )
     config.sandbox.workers = 4
     config.sandbox.sample_timeout_s = 30.0

@@ -1,15 +1,25 @@
-"""`w4s-jax aot`: the train step compiled for TPU topologies on this CPU host (libtpu), tiny preset."""
+"""`w4s-jax aot`: the train step and the sampler's programs compiled for TPU topologies on this CPU
+host (libtpu), tiny preset."""
 
 import json
 import pathlib
 import subprocess
 import sys
 
+import jax
 import pytest
+from flax import nnx
 
 from w4s_jax.config.errors import ConfigError
 from w4s_jax.models import get_preset
+from w4s_jax.models.decoder import Decoder
 from w4s_jax.rlao.aot import GIB, plan_and_compile, tpu_topology
+from w4s_jax.rlao.aot_sampling import (
+    GenerationShape,
+    compile_generation,
+    largest_fitting_generation,
+    round_phases,
+)
 from w4s_jax.rlao.settings import LoraConfig
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -20,6 +30,7 @@ def test_cli_writes_the_report(tmp_path):
     command = [
         sys.executable, "-m", "w4s_jax.cli.main", "aot", "--config=configs/aot.py", "--config.model.preset=tiny",
         "--config.topology=v5p-8", "--config.seq_len=256", f"--config.output={out}", "--config.max_rows_per_group=1",
+        "--config.generation.rows=8", "--config.generation.prompt_len=128", "--config.generation.new_tokens=32",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -33,6 +44,68 @@ def test_cli_writes_the_report(tmp_path):
     # Two layers: XLA's count (loop bodies once, remat recompute included) is near the model's.
     assert 0.3 < report["xla_flops_per_chip"] * report["chips"] / report["flops_per_step"] < 3
     assert "aot: tiny (full) on v5p-8" in done.stdout
+    # The round: the sampler's programs on the train step's mesh, each phase's peak beside the step's.
+    generation, phases = report["generation"], report["phases"]
+    assert generation["mesh"] == report["mesh"] and generation["rows"] == 8 and generation["cache_len"] == 128 + 32
+    assert generation["prefill"]["program"] == "prefill_shared" and generation["distinct_prompts"] == 4
+    assert phases["training"]["peak_bytes_per_chip"] == report["bytes_per_chip"] + generation["sampler_param_bytes_per_chip"]
+    assert phases["generation"]["peak_bytes_per_chip"] == generation["model_param_bytes_per_chip"] + max(
+        generation["prefill"]["bytes_per_chip"], generation["decode"]["bytes_per_chip"])
+    assert report["reserved_bytes_per_chip"] == generation["sampler_param_bytes_per_chip"]
+    assert report["fits"] and "aot: generation 8 rows x (128 + 32)" in done.stdout
+
+
+def test_sampler_programs_compile_for_v5e_8():
+    """The sampler's own prefill (shared by a turn's candidates, or one per row) and decode, lowered
+    with abstract sharded inputs for a v5e-8 slice: the cache is the analytic size, decode reuses it."""
+    model = get_preset("tiny").replace(dtype="bfloat16", param_dtype="bfloat16")
+    topology = tpu_topology("v5e-8")
+    report = compile_generation(model, topology, (1, 8, 1), GenerationShape(rows=16, candidates=5, prompt_len=200,
+                                                                            new_tokens=50))
+    # 16 rows of ceil(16 / 5) = 4 prompts (padded to 8, the fsdp axis); a 200-slot prompt + 64 new slots.
+    assert (report["rows"], report["distinct_prompts"], report["prompt_len"], report["new_tokens"]) == (16, 8, 200, 64)
+    assert report["prefill"]["program"] == "prefill_shared" and report["mode"] == "sample"
+    rows_per_chip, slots = 16 // 8, 264
+    kv = model.num_layers * 2 * rows_per_chip * model.num_kv_heads * slots * model.head_dim * 2
+    assert report["kv_cache_bytes_per_chip"] == kv + rows_per_chip * slots * 4 + 4  # + segment ids, end
+    decode = report["decode"]["memory_per_chip"]
+    assert decode["aliased"] >= report["kv_cache_bytes_per_chip"]  # the donated state's cache is reused
+    assert decode["arguments"] >= report["kv_cache_bytes_per_chip"] + report["sampler_param_bytes_per_chip"]
+    params = sum(x.size for x in jax.tree.leaves(nnx.state(nnx.eval_shape(lambda: Decoder(model, rngs=nnx.Rngs(0))))))
+    assert params * 2 / 8 <= report["sampler_param_bytes_per_chip"] < params * 2 / 4  # bf16, sharded over 8 chips
+    one_per_row = compile_generation(model, topology, (1, 4, 2), GenerationShape(rows=16, candidates=1, prompt_len=200,
+                                                                                 new_tokens=50))
+    assert one_per_row["prefill"]["program"] == "prefill" and one_per_row["distinct_prompts"] == 16
+
+
+def test_generation_rows_halve_until_the_phase_fits(monkeypatch):
+    """The generation search halves the rows (not below the data-parallel groups) until the phase's
+    peak (model parameters + the larger program) fits; the phases add what the other phase holds."""
+    import w4s_jax.rlao.aot_sampling as aot_sampling
+
+    tried = []
+
+    def fake_compile(model, topology, mesh_shape, shape):
+        tried.append(shape.rows)
+        program = {"bytes_per_chip": shape.rows * GIB // 2}  # decode: half a GiB per row per chip
+        return {"rows": shape.rows, "prompt_len": 4096, "new_tokens": 2048, "model_param_bytes_per_chip": 4 * GIB, "sampler_param_bytes_per_chip": 2 * GIB,
+                "prefill": {"bytes_per_chip": GIB}, "decode": program}
+
+    monkeypatch.setattr(aot_sampling, "compile_generation", fake_compile)
+    v5e = tpu_topology("v5e-8")  # 16 GiB: 4 + rows / 2 <= 16 -> 24 rows; halving from 64 gives 16
+    chosen, attempts = largest_fitting_generation(get_preset("tiny"), v5e, (1, 8, 1),
+                                                  GenerationShape(64, 5, 4096, 2048), log=lambda _: None)
+    assert tried == [64, 32, 16] and chosen["rows"] == 16 and chosen["fits"] and [a["fits"] for a in attempts] == [False, False, True]
+    tried.clear()
+    chosen, _ = largest_fitting_generation(get_preset("tiny"), v5e, (1, 8, 1), GenerationShape(200, 5, 4096, 2048),
+                                           log=lambda _: None)
+    assert tried == [200, 100, 50, 25, 12] and chosen["fits"]  # 25 rows: 16.5 GiB
+    phases = round_phases({"bytes_per_chip": 9 * GIB, "mode": "full"}, chosen, v5e.generation.hbm_bytes)
+    assert phases == {"generation": {"peak_bytes_per_chip": 10 * GIB, "fits": True},
+                      "training": {"peak_bytes_per_chip": 11 * GIB, "fits": True}}
+    lora = round_phases({"bytes_per_chip": 9 * GIB, "mode": "lora"}, chosen, v5e.generation.hbm_bytes)
+    assert lora["training"]["peak_bytes_per_chip"] == 15 * GIB  # + the loaded base the round loop still holds
+    assert lora["generation"]["peak_bytes_per_chip"] == 14 * GIB
 
 
 def test_lora_on_v5e_with_a_given_mesh_and_micro_batch():

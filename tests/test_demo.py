@@ -31,6 +31,8 @@ def test_demo_runs_end_to_end(tmp_path, shared_data_dir):
     report = (out / "report.md").read_text()
     assert "stand-in for a strong executor" in report
     assert "OPENAI_API_KEY" in report
+    assert "## Executor" in report and "answered calls" in report  # calls, tokens, errors by kind
+    assert not (out / "executor_server.json").exists()  # the stand-in is no model server
     assert "training_loss.png" in report
     assert (out / "training_loss.png").stat().st_size > 1000
     assert (out / "round_0" / "collect" / "validation_curve.png").stat().st_size > 1000

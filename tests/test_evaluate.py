@@ -12,6 +12,8 @@ from w4s_jax.executor.repliers import OracleStandIn, TableReplier
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 from w4s_jax.sandbox import Sandbox, SandboxSettings
 from w4s_jax.tasks import Example, Task, get_task
+from w4s_jax.tasks.code_tasks import CodeTask
+from w4s_jax.tasks.test_plan import HiddenSuite
 from w4s_jax.w4s.scoring import evaluate_workflow, executor_handler
 from w4s_jax.workflows import BUILTIN_WORKFLOWS, WORKFLOW_DIR, builtin_source
 
@@ -92,13 +94,12 @@ def test_a_workflow_that_fails_everywhere_still_reports_each_error_with_its_line
                for s in report.samples)
 
 
-class TinyCodeTask(Task):
-    """A two-problem code task with hidden tests, to exercise scoring through run_program."""
+class TinyCodeTask(CodeTask):
+    """A two-problem code task with hidden tests, to exercise scoring through run_hidden_tests."""
 
     name = "tiny_code"
-    is_code = True
-    HIDDEN = {"add": "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n",
-              "double": "assert double(4) == 8\nassert double(0) == 0\n"}
+    HIDDEN = {"add": "def check():\n    assert add(2, 3) == 5\n    assert add(-1, 1) == 0\n",
+              "double": "def check():\n    assert double(4) == 8\n    assert double(0) == 0\n"}
 
     def rows(self, split, data_dir):
         return []
@@ -106,8 +107,12 @@ class TinyCodeTask(Task):
     def to_example(self, row):
         raise TypeError("TinyCodeTask has no data files; its examples are built in the test")
 
-    def check_program(self, prediction, example):
-        return f"{prediction}\n\n{self.HIDDEN[example.meta['entry_point']]}"
+    def hidden_suite(self, example):
+        entry_point = example.meta["entry_point"]
+        return HiddenSuite("", self.HIDDEN[entry_point], entry_point)
+
+    def candidate_source(self, prediction, example):
+        return str(prediction)
 
 
 def test_code_task_is_scored_by_hidden_tests_in_a_separate_worker(tmp_path):

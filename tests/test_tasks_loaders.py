@@ -141,17 +141,3 @@ def test_missing_tfds_dataset_gives_a_clear_error(tmp_path):
     with pytest.raises(MissingData, match=r"task 'svamp': no data at tfds:.* \(the TFDS catalog has no svamp\)"):
         get_task("svamp").load("validate", f"tfds:{tmp_path}")
 
-
-def test_the_shipped_gsm8k_validation_set_is_gsm8k_train_problems_and_has_no_test_split(shared_data_dir):
-    """`package:w4s-jax` (the learning experiment's data): 50 GSM8K train problems, none of them in the
-    AFlow validation or test files (which are cut from GSM8K's test split); asking it for test is refused."""
-    task = get_task("gsm8k")
-    shipped = task.load("validate", "package:w4s-jax")
-    assert len(shipped) == 50 and len({e.id for e in shipped}) == 50
-    assert shipped[0].id == "gsm8k-train-1" and shipped[0].answer == "72"
-    assert all(e.answer == str(int(e.answer)) for e in shipped)  # GSM8K train golds are integers
-    aflow = {e.question for split in ("validate", "test") for e in task.load(split, shared_data_dir)}
-    assert not aflow & {e.question for e in shipped}
-    with pytest.raises(MissingData, match=r"task 'gsm8k': no data at package:w4s-jax \(w4s-jax ships only a "
-                                          r"validation split of gsm8k, no test split"):
-        task.load("test", "package:w4s-jax")

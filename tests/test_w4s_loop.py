@@ -33,6 +33,7 @@ from w4s_jax.executor.stand_in_endpoint import StandInEndpoint, spawn
 from w4s_jax.rlao.trajectories import read_trajectories
 from w4s_jax.tasks import get_task
 from w4s_jax.w4s import prompts
+from w4s_jax.w4s.budget import command_ledger
 from w4s_jax.w4s.episode import derive_seed
 from w4s_jax.w4s.policy import OpenAIPolicy
 from w4s_jax.w4s.runner import run_w4s
@@ -461,11 +462,14 @@ def test_an_api_meta_agent_spends_from_the_run_budget(tmp_path, shared_data_dir,
         config.executor.prices = {"meta-priced": {"input": 1.0, "output": 2.0}}  # the executor stays unpriced
         config.w4s.max_iterations = 1
         config.executor.budget_usd = 1e-6  # far below one meta-agent call's worst case
-        refused = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent), tmp_path / "refused")
+        ledger = command_ledger(config, tmp_path / "refused")  # the command's budget, given at construction
+        refused = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent, ledger), tmp_path / "refused",
+                          ledger=ledger)
         assert refused.stopped_reason.startswith("executor budget exceeded for model 'meta-priced'")
         assert meta.requests == []  # refused before sending
         config.executor.budget_usd = 1.0
-        paid = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent), tmp_path / "paid")
+        ledger = command_ledger(config, tmp_path / "paid")
+        paid = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent, ledger), tmp_path / "paid", ledger=ledger)
     assert paid.stopped_reason == "" and len(meta.requests) == 2  # 1 turn x 2 candidates
     result = json.loads((paid.output_dir / "result.json").read_text())
     # The scripted endpoint reports no usage: prompt tokens are bounded by UTF-8 bytes (+ overhead),

@@ -65,15 +65,17 @@ def test_an_installed_subcommand_runs_a_shipped_config_with_its_argument(install
     assert "configuration error: mesh: mesh (data=1, fsdp=4, tensor=1): product 4 does not match" in completed.stderr
 
 
-def test_the_wheel_ships_the_gsm8k_validation_set_with_its_license(installed: pathlib.Path) -> None:
+def test_the_wheel_ships_the_gsm8k_pools_with_their_license(installed: pathlib.Path) -> None:
     """`task.data_dir=package:w4s-jax` (the learning experiment's data) works from the install alone."""
     shipped = installed / "w4s_jax" / "tasks" / "package_data"
-    assert sorted(path.name for path in shipped.iterdir()) == ["LICENSE-GSM8K", "README.md", "gsm8k_validate.jsonl"]
-    code = ("from w4s_jax.tasks import get_task; examples = get_task('gsm8k').load('validate', 'package:w4s-jax'); "
-            "print(len(examples), examples[0].answer)")
+    assert sorted(path.name for path in shipped.iterdir()) == [
+        "LICENSE-GSM8K", "README.md", "gsm8k_test.jsonl", "gsm8k_train.jsonl", "gsm8k_validate.jsonl"]
+    code = ("from w4s_jax.tasks import get_task; task = get_task('gsm8k'); "
+            "pools = [task.load(split, 'package:w4s-jax') for split in ('train', 'validate', 'test')]; "
+            "print(*[len(pool) for pool in pools], pools[1][0].answer)")
     elsewhere = installed.parent / "elsewhere"
     elsewhere.mkdir(exist_ok=True)
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                                cwd=elsewhere, env={**os.environ, "PYTHONPATH": str(installed)})
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.split() == ["50", "72"]
+    assert completed.stdout.split() == ["80", "50", "200", "72"]

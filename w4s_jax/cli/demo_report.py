@@ -1,14 +1,20 @@
 """The demo's top-level report: one page linking what each stage of the pipeline left behind.
 
 The W4S run writes its own report (best workflow, validation curve, test score apart, costs); the
-trainer writes metrics.jsonl and orbax checkpoints. This page adds the training-loss plot and says
-plainly which part stood in for the strong executor.
+trainer writes metrics.jsonl and orbax checkpoints. This page adds the training-loss plot, says
+plainly which part stood in for the strong executor, and what that executor did: calls and tokens
+(from the executor cache, where every answered call is stored), per-sample errors by kind (from the
+journal's evaluations), and a local server's peak memory (`executor_server.json`).
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import pathlib
+import re
+import sqlite3
 
 import matplotlib
 
@@ -16,7 +22,75 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import ml_collections
 
+from w4s_jax.cli.local_executor import SERVER_INFO
 from w4s_jax.rlao.metrics import read_metrics
+
+EVALUATION_KINDS = ("evaluation", "test_evaluation")  # journal kinds of validation and test evaluations
+HTTP_STATUS = re.compile(r"last status: (HTTP \d{3}|timeout|connection \w+|malformed reply)")
+
+
+def executor_calls(cache_path: pathlib.Path) -> dict[str, int]:
+    """Answered executor calls from the cache (one row per response; the responses of one call share
+    their request key and time): calls, responses, prompt/completion tokens, empty replies."""
+    totals = {"calls": 0, "responses": 0, "prompt_tokens": 0, "completion_tokens": 0, "empty_replies": 0}
+    if not cache_path.is_file():
+        return totals
+    with contextlib.closing(sqlite3.connect(f"file:{cache_path}?mode=ro", uri=True)) as db:
+        calls = db.execute("SELECT COUNT(*), SUM(n), SUM(prompt_tokens), SUM(completion_tokens), SUM(empty) FROM "
+                           "(SELECT COUNT(*) AS n, MAX(prompt_tokens) AS prompt_tokens, MAX(completion_tokens) AS "
+                           "completion_tokens, SUM(text = '') AS empty FROM responses GROUP BY request_key, created)"
+                           ).fetchone()
+    for name, value in zip(totals, calls):
+        totals[name] = int(value or 0)
+    return totals
+
+
+def error_kind(error: str) -> str:
+    """'NameError', 'TimeoutError', ...; an executor call that failed for good also names its last status
+    (e.g. 'ExecutorError (HTTP 422)': the local server found no valid JSON to return)."""
+    kind = error.split(":", 1)[0].strip() or "error"
+    status = HTTP_STATUS.search(error)
+    return f"{kind} ({status.group(1)})" if status else kind
+
+
+def sample_errors(journal_path: pathlib.Path) -> tuple[int, collections.Counter]:
+    """(samples evaluated, Counter of error kinds) over the journal's validation and test evaluations."""
+    samples, kinds = 0, collections.Counter()
+    if not journal_path.is_file():
+        return samples, kinds
+    for line in journal_path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if record.get("kind") in EVALUATION_KINDS:
+            for case in record["outcome"]["cases"]:
+                samples += 1
+                if case.get("error"):
+                    kinds[error_kind(case["error"])] += 1
+    return samples, kinds
+
+
+def executor_section(config: ml_collections.ConfigDict, output_dir: pathlib.Path, collect_dir: pathlib.Path) -> list[str]:
+    """The report's lines on what the executor did."""
+    cache = pathlib.Path(config.executor.cache_path or collect_dir / "executor_cache.sqlite")
+    calls = executor_calls(cache)
+    samples, kinds = sample_errors(collect_dir / "journal.jsonl")
+    lines = [
+        "## Executor", "",
+        f"- `{config.executor.model}`: {calls['calls']} answered calls, {calls['responses']} responses "
+        f"({calls['empty_replies']} empty), {calls['prompt_tokens']} prompt and {calls['completion_tokens']} "
+        "completion tokens (the W4S report has format errors and failed calls per model).",
+        f"- Workflow samples evaluated (validation and test): {samples}; ended in an error: {sum(kinds.values())}.",
+    ]
+    if kinds:
+        lines += ["", "| error kind | samples |", "|---|---|"]
+        lines += [f"| {kind} | {count} |" for kind, count in kinds.most_common()]
+    info_path = output_dir / SERVER_INFO
+    if info_path.is_file():
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        peak = "unknown" if info["peak_rss_mib"] is None else f"{info['peak_rss_mib']:.0f} MiB"
+        up = "still up at the end" if info["up_at_end"] else f"NOT up at the end (exit status {info['exit_status_before_stop']})"
+        lines += ["", f"- Local server: peak memory (VmHWM) {peak}; ready after {info['ready_s']:.0f} s; {up}; "
+                  f"log `{info['log']}`."]
+    return [*lines, ""]
 
 
 def plot_training_loss(records: list[dict], path: pathlib.Path) -> None:
@@ -33,7 +107,7 @@ def plot_training_loss(records: list[dict], path: pathlib.Path) -> None:
     plt.close(figure)
 
 
-def write_demo_report(config: ml_collections.ConfigDict, output_dir: pathlib.Path, stand_in_note: str) -> pathlib.Path:
+def write_demo_report(config: ml_collections.ConfigDict, output_dir: pathlib.Path, executor_note: str) -> pathlib.Path:
     round_dir = output_dir / "round_0"
     collect_dir, train_dir = round_dir / "collect", round_dir / "train"
     result = json.loads((collect_dir / "result.json").read_text(encoding="utf-8"))
@@ -51,7 +125,7 @@ def write_demo_report(config: ml_collections.ConfigDict, output_dir: pathlib.Pat
         f"Task: `{config.task.name}` ({config.task.val_limit} validation questions for feedback and rewards; "
         f"{config.task.test_limit} test questions scored once at the end, reported apart).",
         "",
-        stand_in_note or f"Executor: `{config.executor.model}` at `{config.executor.base_url}`.",
+        executor_note or f"Executor: `{config.executor.model}` at `{config.executor.base_url}`.",
         "",
         "## W4S",
         "",
@@ -67,6 +141,7 @@ def write_demo_report(config: ml_collections.ConfigDict, output_dir: pathlib.Pat
         test = "-" if best["test_score"] is None else f"{best['test_score']:.3f}"
         lines.append(f"| {task} | {best['origin']} (`{best['file']}`) | {best['val_score']:.3f} | {test} |")
     lines += ["", f"![validation curve]({(collect_dir / 'validation_curve.png').relative_to(output_dir)})", ""]
+    lines += executor_section(config, output_dir, collect_dir)
     lines += ["## RLAO", ""]
     if records:
         last = records[-1]

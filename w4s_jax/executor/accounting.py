@@ -30,9 +30,14 @@ def reply_tokens(usage: Mapping[str, object] | None, prompt_bound: int, texts: l
     """(prompt, completion) tokens of one reply: the endpoint's `usage` when it reports both, else
     upper bounds (the prompt's bound, the replies' UTF-8 bytes), so an endpoint without usage is
     never under-charged."""
-    if usage and {"prompt_tokens", "completion_tokens"} <= set(usage):
+    if usage and all(_count(usage.get(name)) for name in ("prompt_tokens", "completion_tokens")):
         return int(usage["prompt_tokens"]), int(usage["completion_tokens"])
     return prompt_bound, sum(len(text.encode("utf-8")) for text in texts)
+
+
+def _count(value: object) -> bool:
+    """A token count an endpoint may report: a non-negative int (a negative one would refund spending)."""
+    return type(value) is int and value >= 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +86,19 @@ class Ledger:
         return self.prices.get(model, Price(0.0, 0.0))
 
     def reserve(self, model: str, role: str, prompt_tokens_bound: int, max_output_tokens: int) -> float:
-        """Reserves the worst-case cost of one request or raises `BudgetExceeded` (nothing is sent)."""
+        """Reserves the worst-case cost of one request or raises `BudgetExceeded` (nothing is sent).
+
+        A request whose worst case cannot be bounded (a token bound that is not a non-negative int, an
+        output cap below 1) raises ValueError: a negative reservation would let the budget be passed."""
+        for name, value, least in (("prompt token bound", prompt_tokens_bound, 0),
+                                   ("max output tokens", max_output_tokens, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{model}: {name} must be an int >= {least} to bound the call's cost, got "
+                                 f"{str(value)[:40]!r}; the call was not sent")
         needed = self.price(model).cost(prompt_tokens_bound, max_output_tokens)
+        if not 0.0 <= needed < float("inf"):
+            raise ValueError(f"{model}: the worst-case cost of the call ({needed!r} dollars) cannot bound it; "
+                             "the call was not sent")
         with self._lock:
             if self.spent_usd + self.reserved_usd + needed > self.budget_usd:
                 self._by_key.setdefault((model, role), ModelUsage()).refused += 1
@@ -93,12 +109,17 @@ class Ledger:
 
     def release(self, reservation: float) -> None:
         """Gives back a reservation of a call that was never answered (nothing was billed)."""
+        if not reservation >= 0.0:
+            raise ValueError(f"a reservation is never negative, got {reservation!r}")
         with self._lock:
             self.reserved_usd = max(0.0, self.reserved_usd - reservation)
 
     def settle(self, model: str, role: str, reservation: float, prompt_tokens: int,
                completion_tokens: int, responses: int) -> float:
-        """Replaces a reservation by the real cost of the reply; returns that cost."""
+        """Replaces a reservation by the real cost of the reply; returns that cost (never negative)."""
+        if not reservation >= 0.0 or min(prompt_tokens, completion_tokens) < 0:
+            raise ValueError(f"settle: reservation and token counts are never negative, got {reservation!r}, "
+                             f"{prompt_tokens!r}, {completion_tokens!r}")
         cost = self.price(model).cost(prompt_tokens, completion_tokens)
         with self._lock:
             self.reserved_usd = max(0.0, self.reserved_usd - reservation)

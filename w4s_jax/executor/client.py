@@ -19,6 +19,7 @@ import pathlib
 import random
 from collections.abc import Mapping, Sequence
 
+from w4s_jax import crash_points
 from w4s_jax.config.errors import ConfigError
 from w4s_jax.executor.accounting import Ledger, ModelUsage, estimate_prompt_tokens_upper_bound, reply_tokens
 from w4s_jax.executor.cache import ResponseCache, request_key
@@ -34,6 +35,8 @@ from w4s_jax.executor.transport import (
     make_transport,
     parse_completion,
 )
+
+MAX_RESPONSES = 128  # num_of_response of one call; the sandbox's own cap (sandbox.max_responses) is lower
 
 
 class _FinalError(ExecutorError):
@@ -97,6 +100,8 @@ class ExecutorClient:
             raise ConfigError(f"executor.transport: must be one of {TRANSPORTS}, got {transport!r}")
         if max_concurrency < 1:
             raise ConfigError(f"executor.max_concurrency: must be >= 1, got {max_concurrency}")
+        if int(max_tokens) < 1:
+            raise ConfigError(f"executor.max_tokens: must be >= 1, got {max_tokens}")
         self.base_urls = urls
         self.model = model
         self.role = role
@@ -219,14 +224,15 @@ class ExecutorClient:
     async def _complete(self, messages: list[dict[str, str]], *, n: int, temperature: float,
                         max_tokens: int | None, response_format: object, scope: str) -> list[str]:
         """`complete` for messages already validated."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"num_of_response must be a positive int, got {n!r}")
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_RESPONSES:
+            raise ValueError(f"num_of_response must be a positive int of at most {MAX_RESPONSES}, got {str(n)[:40]!r}")
         if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
-            raise ValueError(f"temperature must be a number in [0, 2], got {temperature!r}")
+            raise ValueError(f"temperature must be a number in [0, 2], got {str(temperature)[:40]!r}")
         fmt = _response_format_name(response_format)
-        max_tokens = int(max_tokens or self.max_tokens)
+        max_tokens = self._max_tokens(max_tokens)
         key = request_key(model=self.model, messages=messages, temperature=temperature,
                           max_tokens=max_tokens, response_format=fmt)
+        crash_points.reached("executor-call")  # a workflow mid-run: its earlier calls are cached
         first = self._occurrences.get((scope, key), 0)
         self._occurrences[(scope, key)] = first + n
         indices = list(range(first, first + n))
@@ -239,6 +245,17 @@ class ExecutorClient:
         if missing:
             found.update(await self._fetch(key, messages, missing, temperature, max_tokens, fmt, scope_usage))
         return [found[index] for index in indices]
+
+    def _max_tokens(self, requested: object) -> int:
+        """The completion-token cap of one call: the request's, at most the configured max_tokens (None
+        asks for the configured one). A cap below 1 or not an int is refused: the budget reserves
+        max_tokens per response, so the cost of a call without a positive cap cannot be bounded."""
+        if requested is None:
+            return self.max_tokens
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise ValueError(f"max_completion_tokens must be a positive int (at most executor.max_tokens="
+                             f"{self.max_tokens} is used), got {str(requested)[:40]!r}")
+        return min(requested, self.max_tokens)
 
     async def _fetch(self, key: str, messages: list[dict[str, str]], indices: list[int], temperature: float,
                      max_tokens: int, fmt: str, scope_usage: ModelUsage) -> dict[int, str]:

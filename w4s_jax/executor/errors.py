@@ -18,6 +18,13 @@ class ExecutorError(RuntimeError):
         self.attempts = attempts
         self.last_status = last_status
 
+    @property
+    def request_rejected(self) -> bool:
+        """The endpoint refused this request for what it asks (HTTP 400, 413, 422: a prompt over the
+        context length, no valid JSON to return), not for who asks or how often: a fault of the
+        request, which a workflow built, rather than of the endpoint or the run's configuration."""
+        return self.last_status.startswith(("HTTP 400", "HTTP 413", "HTTP 422"))
+
 
 class BudgetExceeded(ExecutorError):
     """A call refused *before* sending because its worst-case cost would take spending past the budget."""

@@ -29,18 +29,25 @@ from w4s_jax.executor.code_bugs import buggy_versions
 _KEY_LIST = re.compile(r"ONLY using the keys (\[.*?\])", re.DOTALL)
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 _REASONING_KEYS = ("thinking", "reasoning", "thought", "rationale", "explanation", "steps")
+_FEEDBACK_KEYS = ("feedback", "critique", "review", "comment", "comments", "reflection", "analysis", "issues")
+_VERDICT_KEYS = ("correct", "verdict", "valid", "judgement", "judgment", "approved", "right", "passed", "ok")
 _CODE_REQUEST = re.compile(r"def solution\(|solution\(\)|python code|```python", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
 class ReplyRequest:
-    """One choice to produce: the chat messages, sampling settings and a per-choice seed."""
+    """One choice to produce: the chat messages, sampling settings and a per-choice seed.
+
+    `sample_index` is the request's `seed` field (the ExecutorClient sends its first sample index for
+    the request) plus the choice index; None when the request carried no seed.
+    """
 
     messages: list[dict[str, str]]
     temperature: float
     response_format: str
     choice_index: int
     seed: int
+    sample_index: int | None = None
 
     @property
     def system(self) -> str:
@@ -71,17 +78,27 @@ def uniform(seed: int, salt: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def format_reply(request: ReplyRequest, answer: str, reasoning: str) -> str:
-    """Shapes an answer like an LLM would: JSON with the requested keys, code, or plain text."""
+def format_reply(request: ReplyRequest, answer: str, reasoning: str, *, code: str | None = None,
+                 verdict: bool | None = None) -> str:
+    """Shapes an answer like an LLM would: JSON with the requested keys, code, or plain text.
+
+    `code` is the `solution()` program of a program request (default: one returning `answer`);
+    `verdict` is a reviewer's judgement of a given answer, put in verdict keys ("correct", "is_...")
+    or, in plain text, on a "Verdict:" line.
+    """
     wants_code = bool(_CODE_REQUEST.search(request.prompt_text)) and "def " not in answer
-    code = f"def solution():\n    return {_python_literal(answer)}\n"
+    code = code or f"def solution():\n    return {_python_literal(answer)}\n"
+    if verdict is not None and request.response_format != "json_object":
+        reasoning = f"{reasoning}\nVerdict: {'correct' if verdict else 'incorrect'}."
     if request.response_format == "json_object":
         keys = request.requested_keys() or ["answer"]
         reply: dict[str, str] = {}
         for key in keys:
             lowered = key.lower()
-            if lowered in _REASONING_KEYS:
+            if lowered in _REASONING_KEYS or (verdict is not None and lowered in _FEEDBACK_KEYS):
                 reply[key] = reasoning
+            elif verdict is not None and (lowered in _VERDICT_KEYS or lowered.startswith("is_")):
+                reply[key] = str(verdict)
             elif "code" in lowered or "program" in lowered:
                 reply[key] = answer if "def " in answer else code
             else:
@@ -159,7 +176,7 @@ class OracleStandIn(TableReplier):
             # prompt with its signature and docstring) keeps that part as given.
             start = len(question) if gold.startswith(question) else 0
             versions = buggy_versions(gold, self.wrong_choices, seed=gold, editable_from=start)
-            return versions[pick % len(versions)] if versions else _unfinished(gold)
+            return versions[pick % len(versions)] if versions else unfinished_program(gold)
         if _NUMBER.match(gold.replace(",", "")):
             value = float(gold.replace(",", ""))
             candidates = [value + 1, value - 1, value * 2, value + 10, value / 2 if value else 3, value * 10]
@@ -186,7 +203,7 @@ class OracleStandIn(TableReplier):
         return format_reply(request, self.wrong_answer(question, gold, pick), "Working through the problem quickly.")
 
 
-def _unfinished(gold: str) -> str:
+def unfinished_program(gold: str) -> str:
     """A program with no site for a realistic bug: its header with a body that gives up."""
     header = gold.split("\n    ", 1)[0] if "\n    " in gold else gold
     return header.rstrip() + "\n    return None\n"

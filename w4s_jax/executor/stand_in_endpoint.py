@@ -96,9 +96,10 @@ class StandInEndpoint:
 
     def __init__(self, replier: Replier | None = None, *, model: str = "stand-in-executor", latency_ms: float = 0.0,
                  faults: list[Fault] | None = None, supports_n: bool = True, host: str = "127.0.0.1",
-                 port: int = 0, stream_chunk_delay_ms: float = 0.0) -> None:
+                 port: int = 0, stream_chunk_delay_ms: float = 0.0, name_in_replies: bool = False) -> None:
         self.replier = replier or TableReplier({})
         self.model = model
+        self.name_in_replies = name_in_replies  # every reply names `model`, whatever the request asked for
         self.latency_s = latency_ms / 1000.0
         self.faults = list(faults or [])
         self.supports_n = supports_n
@@ -234,10 +235,12 @@ class StandInEndpoint:
         temperature = 1.0 if body.get("temperature") is None else float(body["temperature"])
         fmt = (body.get("response_format") or {}).get("type", "text")
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        first_sample = body.get("seed")
         texts, finish = [], []
         for index in range(n):
             seed = int(hashlib.sha256(f"{digest}:{occurrence}:{index}".encode()).hexdigest()[:15], 16)
-            text = self.replier(ReplyRequest(messages, temperature, fmt, index, seed))
+            sample = first_sample + index if isinstance(first_sample, int) else None
+            text = self.replier(ReplyRequest(messages, temperature, fmt, index, seed, sample))
             if max_tokens and count_tokens(text) > int(max_tokens):
                 texts.append(text[: int(max_tokens) * 4])
                 finish.append("length")
@@ -254,7 +257,7 @@ class StandInEndpoint:
         else:
             response = web.json_response({
                 "id": completion_id, "object": "chat.completion", "created": int(time.time()),
-                "model": body.get("model", self.model),
+                "model": self.model if self.name_in_replies else body.get("model", self.model),
                 "choices": [{"index": i, "message": {"role": "assistant", "content": t},
                              "finish_reason": f, "logprobs": None} for i, (t, f) in enumerate(zip(texts, finish))],
                 "usage": usage,
@@ -266,7 +269,7 @@ class StandInEndpoint:
                       usage: dict, body: dict, delay_s: float) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
-        model = body.get("model", self.model)
+        model = self.model if self.name_in_replies else body.get("model", self.model)
 
         async def send(choices: list[dict], extra: dict | None = None) -> None:
             chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
@@ -298,18 +301,20 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
                              status=status, headers=headers)
 
 
-def spawn(args: list[str], *, timeout_s: float = 30.0) -> tuple[subprocess.Popen, str]:
-    """Starts the stand-in endpoint in a subprocess; returns (process, base URL). Kill it when done."""
+def spawn(args: list[str], *, timeout_s: float = 30.0,
+          module: str = "w4s_jax.executor.stand_in_endpoint") -> tuple[subprocess.Popen, str]:
+    """Starts the stand-in endpoint (or another `module` serving it, such as the simulated executor)
+    in a subprocess; returns (process, base URL). Kill it when done."""
     package_root = str(pathlib.Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
-    process = subprocess.Popen([sys.executable, "-m", "w4s_jax.executor.stand_in_endpoint", "--port", "0", *args],
+    process = subprocess.Popen([sys.executable, "-m", module, "--port", "0", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     ready, _, _ = select.select([process.stdout], [], [], timeout_s)
     line = process.stdout.readline().strip() if ready else ""
     if not line.startswith("http://"):
         process.kill()
         _, err = process.communicate(timeout=10)
-        raise RuntimeError(f"stand-in endpoint subprocess did not start: {line!r}\n{err[-2000:]}")
+        raise RuntimeError(f"{module} subprocess did not start: {line!r}\n{err[-2000:]}")
     return process, line
 
 

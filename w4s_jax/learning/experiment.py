@@ -1,29 +1,28 @@
-"""The learning experiment: does RLAO make the meta-agent write better workflows than the controls?
+"""The learning experiment, the paper's protocol: does RLAO make the meta-agent better at optimizing
+workflows on problems, and on a task, that gave it no reward?
 
-Stages (all in one process, on one mesh; the sampler gets each set of parameters by `set_state`):
+Stages (one process, one mesh; the sampler gets each set of parameters by `set_state`):
 
-1. **Warm start** (its own stage): the scripted teacher (teacher.py) answers in real W4S prompt
-   states with variants of the built-in workflows; the runner checks and evaluates them like any
-   candidates, and the meta-agent is fine-tuned on the replies that passed their check with equal
-   weights (`rlao.weight_mode=uniform`) for `learning.warm_start_steps` steps. Its rollouts use their
-   own seeds, disjoint from `w4s.seeds`, and no reward reaches its loss.
-2. **Arms**, from each start (`base`: the model as loaded; `warm`: after the warm start), with the
-   same rollout seeds `w4s.seeds` in every collection:
-   - `rlao`: each round trains on the previous collection's kept candidates with w = exp(r / tau);
-   - `sft`: the same, with w = 1 (plain supervised fine-tuning on the same kind of data);
-   - `none`: no training.
-   Round 0 is the start's own collection, shared by its three arms; round r is collected after r
-   trainings. Training uses only the last collection (on-policy), `train.steps` fixed steps per
-   round (the same compute for both trained arms), LoRA adapters merged after each round.
+1. **Warm start**: the scripted teacher (teacher.py) answers in real W4S prompt states of the seen
+   task's *train* pool with variants of the built-in workflows; the meta-agent is fine-tuned on the
+   replies that passed their check with equal weights (`rlao.weight_mode=uniform`). This is `none`.
+2. **Training** on the seen task's train pool (`task.name`, split `learning.train_split`), rounds
+   1..`learning.rounds`: collect with the current parameters (rollout seeds `w4s.seeds`), train on
+   that collection: `rlao` with w = exp(r / tau), `sft` with w = 1 (the same data, no reward), the same
+   steps. Round 0's collection (of `none`) is shared by both arms.
+3. **Evaluation**, for every seed of `learning.eval_seeds` and every evaluation task (the seen task's
+   held-out problems: its `validate` and `test` splits; and `learning.unseen_task`, never trained on):
+   each arm runs one W4S optimization (`learning.opt_turns` turns x `w4s.candidates_per_turn`
+   candidates, rollout seed = the evaluation seed, its own executor seeded with it); the final
+   workflow is chosen on validation and scored once on test. Arms: `rlao`, `sft`, `none` and
+   `best_of_n` (the untrained `none` model sampling, in one turn, as many candidates as a trained arm
+   sampled in training plus optimization: "RLAO picked a lucky sample" as a measured control).
+4. **Baselines** (CoT, CoT-SC, self-refine, and program-of-thought or code generation with public
+   tests) scored on the same test problems with each seed's executor.
 
-A collection is a pure function of the parameters and the seeds (the sampler seeds every reply,
-the executor's answers are cached per request in one cache for the whole experiment), so parameters
-that did not change are not collected again: the `none` arm's later rounds, and a trained arm's
-round whose training found nothing to train on (no candidate passed its check), reuse the earlier
-collection and say so (`reused_from`).
-
-Only validation data is used: rewards, feedback and scores come from the validation split, and the
-experiment refuses `w4s.test_eval=True`.
+Test problems and scores never reach a prompt, a reward or a choice: training collections use the
+train pool, optimizations choose on validation, and test cases live only in each run's journal,
+read back here after the choice is made.
 """
 
 from __future__ import annotations
@@ -38,8 +37,11 @@ from typing import Any
 import ml_collections
 from flax import nnx
 
+from w4s_jax import tasks as task_registry
 from w4s_jax.config.errors import ConfigError
-from w4s_jax.learning.measures import best_seed_score, collection_metrics, read_candidates
+from w4s_jax.learning.evaluation import baseline_names, optimization_entry, score_baselines
+from w4s_jax.learning.executors import KINDS, ExperimentExecutors
+from w4s_jax.learning.measures import best_seed_score, collection_metrics, read_candidates, strategy_measures
 from w4s_jax.learning.teacher import VariantTeacher
 from w4s_jax.models import abstract_model
 from w4s_jax.models.config import ModelConfig
@@ -47,40 +49,76 @@ from w4s_jax.rlao.examples import NothingToTrain, TrainingTokenizer
 from w4s_jax.rlao.trainer import run_training
 from w4s_jax.w4s.runner import run_w4s
 
-ARMS = ("rlao", "sft", "none")
-STARTS = ("base", "warm")
+ARMS = ("rlao", "sft", "none", "best_of_n")
+TRAINED_ARMS = ("rlao", "sft")
 TEACHER_SEED_OFFSET = 10_000  # the warm start's rollout seeds: 10000, 10001, ... (never in w4s.seeds)
 
 
-@dataclasses.dataclass
-class Collection:
-    """One collection's outcome; `key` names the parameters that produced it."""
+@dataclasses.dataclass(frozen=True)
+class EvalTask:
+    """One evaluation task: where its data is, how much of it, and whether the meta-agent trained on it."""
 
-    key: str
-    directory: pathlib.Path
-    metrics: dict
-    wall_s: float
+    name: str
+    data_dir: str
+    val_limit: int
+    test_limit: int
+    seen: bool
 
-    @property
-    def trajectories(self) -> pathlib.Path:
-        return self.directory / "trajectories.jsonl"
+
+def eval_seeds(config: ml_collections.ConfigDict) -> list[int]:
+    try:
+        seeds = [int(seed) for seed in str(config.learning.eval_seeds).split(",") if seed.strip()]
+    except ValueError:
+        raise ConfigError(f"learning.eval_seeds: expected comma-separated integers, got "
+                          f"{config.learning.eval_seeds!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"learning.eval_seeds: expected distinct integers, got {config.learning.eval_seeds!r}")
+    return seeds
+
+
+def eval_tasks(config: ml_collections.ConfigDict) -> list[EvalTask]:
+    learning = config.learning
+    found = [EvalTask(config.task.name, config.task.data_dir, config.task.val_limit, config.task.test_limit, True)]
+    if learning.unseen_task:
+        found.append(EvalTask(learning.unseen_task, learning.unseen_data_dir, learning.unseen_val_limit,
+                              learning.unseen_test_limit, False))
+    return found
 
 
 def check_learning_config(config: ml_collections.ConfigDict) -> None:
     """The fields the experiment's design relies on, before anything is loaded."""
+    learning = config.learning
     if config.w4s.test_eval:
-        raise ConfigError("w4s.test_eval: the learning experiment uses validation data only; set it to False")
+        raise ConfigError("w4s.test_eval: training collections use the train pool only and each evaluation scores "
+                          "on test by itself; set it to False")
     if not config.lora.enabled:
         raise ConfigError("lora.enabled: the arms train LoRA adapters on shared base parameters; set it to True")
     if config.train.steps < 1:
         raise ConfigError(f"train.steps: every training round runs a fixed number of steps; got {config.train.steps}")
-    if config.learning.rounds < 1:
-        raise ConfigError(f"learning.rounds: must be >= 1, got {config.learning.rounds}")
-    if config.learning.warm_start_rollouts < 1 or config.learning.warm_start_steps < 1:
+    if learning.rounds < 1:
+        raise ConfigError(f"learning.rounds: must be >= 1, got {learning.rounds}")
+    if learning.opt_turns < 1:
+        raise ConfigError(f"learning.opt_turns: must be >= 1, got {learning.opt_turns}")
+    if learning.warm_start_rollouts < 1 or learning.warm_start_steps < 1:
         raise ConfigError("learning.warm_start_rollouts/warm_start_steps: both must be >= 1, got "
-                          f"{config.learning.warm_start_rollouts}/{config.learning.warm_start_steps}")
+                          f"{learning.warm_start_rollouts}/{learning.warm_start_steps}")
     if config.rlao.weight_mode == "uniform":
         raise ConfigError("rlao.weight_mode: the rlao arm weights by reward; 'uniform' is the sft arm's mode")
+    if learning.train_split != "train":
+        raise ConfigError(f"learning.train_split: training collections are rewarded on the seen task's train "
+                          f"pool; expected 'train', got {learning.train_split!r}")
+    if learning.executor not in KINDS:
+        raise ConfigError(f"learning.executor: must be one of {KINDS}, got {learning.executor!r}")
+    if learning.unseen_task == config.task.name:
+        raise ConfigError(f"learning.unseen_task: {learning.unseen_task!r} is the seen task (task.name); "
+                          "name another task, or '' for none")
+    if learning.unseen_task and learning.unseen_task not in task_registry.known_tasks():
+        raise ConfigError(f"learning.unseen_task: unknown benchmark {learning.unseen_task!r}; known: "
+                          f"{', '.join(task_registry.known_tasks())}")
+    eval_seeds(config)
+    if set(eval_seeds(config)) & {learning.train_seed}:
+        raise ConfigError(f"learning.train_seed: {learning.train_seed} is also an evaluation seed; "
+                          "the training executor must not share an evaluation's draws")
 
 
 def with_fields(config: ml_collections.ConfigDict, **fields: Any) -> ml_collections.ConfigDict:
@@ -105,25 +143,51 @@ class Experiment:
         self.output_dir = pathlib.Path(output_dir)
         self.log = log
         self.graphdef, _ = abstract_model(model_config)
-        self.collections: dict[str, Collection] = {}
+        self.executors = ExperimentExecutors(config.learning.executor, config.executor.base_url,
+                                             self.output_dir / "executor_cache")
         self.stage_times: dict[str, float] = {}
 
-    # ---------------------------------------------------------------- the two primitives
+    # ---------------------------------------------------------------- configs of the runs
 
-    def collect(self, key: str, params: dict, directory: pathlib.Path) -> tuple[Collection, bool]:
-        """The collection of parameters `key` (run now, or the earlier one: True when reused)."""
-        if key in self.collections:
-            return self.collections[key], True
-        started = time.perf_counter()
+    def _executor_fields(self, task: str, data_dir: str, seed: int, splits: tuple[str, ...]) -> dict:
+        return {"executor__base_url": self.executors.url(task, data_dir, seed, splits),
+                "executor__cache_path": self.executors.cache_path(task, seed)}
+
+    def training_config(self, **fields: Any) -> ml_collections.ConfigDict:
+        """A W4S run on the seen task's train pool (warm start and training collections)."""
+        learning, task = self.config.learning, self.config.task
+        return with_fields(self.config, task__val_split=learning.train_split, task__val_limit=learning.train_limit,
+                           **self._executor_fields(task.name, task.data_dir, learning.train_seed,
+                                                   (learning.train_split,)), **fields)
+
+    def optimization_config(self, task: EvalTask, seed: int, *, turns: int, candidates: int) -> ml_collections.ConfigDict:
+        """One evaluation optimization: validation for feedback, rewards and the choice; test once."""
+        return with_fields(
+            self.config, task__name=task.name, task__data_dir=task.data_dir, task__val_split="validate",
+            task__val_limit=task.val_limit, task__test_limit=task.test_limit, w4s__seeds=str(seed),
+            w4s__turns_per_episode=turns, w4s__max_iterations=turns, w4s__candidates_per_turn=candidates,
+            w4s__test_eval=True,
+            **self._executor_fields(task.name, task.data_dir, seed, ("validate", "test")))
+
+    # ---------------------------------------------------------------- the primitives
+
+    def _set_params(self, params: dict) -> None:
         self.sampler.set_state(nnx.merge(self.graphdef, params))
-        result = run_w4s(self.config, self.policy, directory)
-        metrics = collection_metrics(read_candidates(result.trajectories_path), best_seed_score(result.output_dir))
-        collection = Collection(key, result.output_dir, metrics, time.perf_counter() - started)
-        self.collections[key] = collection
-        self.log(f"learn: collected {key}: {_summary(metrics)} ({collection.wall_s:.0f} s)")
-        return collection, False
 
-    def train(self, params: dict, data: pathlib.Path, directory: pathlib.Path, *, weight_mode: str, steps: int,
+    def collect(self, params: dict, directory: pathlib.Path) -> dict:
+        """One training collection with `params`: its metrics and trajectory file."""
+        started = time.perf_counter()
+        self._set_params(params)
+        result = run_w4s(self.training_config(), self.policy, directory)
+        records = read_candidates(result.trajectories_path)
+        metrics = collection_metrics(records, best_seed_score(result.output_dir))
+        entry = {"collection": str(result.output_dir), "trajectories": str(result.trajectories_path),
+                 "wall_s": time.perf_counter() - started, "strategy": strategy_measures(records), **metrics}
+        self.log(f"learn: collected {directory.relative_to(self.output_dir)}: {_summary(metrics)} "
+                 f"({entry['wall_s']:.0f} s)")
+        return entry
+
+    def train(self, params: dict, data: str, directory: pathlib.Path, *, weight_mode: str, steps: int,
               learning_rate: float) -> tuple[dict | None, dict]:
         """(trained parameters, what happened); None when no candidate of `data` may be trained on."""
         started = time.perf_counter()
@@ -131,7 +195,7 @@ class Experiment:
                              optimizer__learning_rate=learning_rate)
         try:
             result = run_training(config, model_config=self.model_config, mesh=self.mesh, model_params=params,
-                                  tokenizer=self.tokenizer, data=[str(data)], output_dir=directory)
+                                  tokenizer=self.tokenizer, data=[data], output_dir=directory)
         except NothingToTrain:
             return None, {"kept": 0, "steps": 0, "wall_s": 0.0, "skipped": "no candidate passed its check"}
         if result.preempted:
@@ -146,66 +210,122 @@ class Experiment:
     # ---------------------------------------------------------------- the stages
 
     def warm_start(self) -> tuple[dict, dict]:
-        """Teacher collection + SFT: (warm parameters, what happened)."""
+        """Teacher collection on the train pool + SFT: (the `none` parameters, what happened)."""
         started = time.perf_counter()
         seeds = ",".join(str(TEACHER_SEED_OFFSET + i) for i in range(self.config.learning.warm_start_rollouts))
-        teacher_config = with_fields(self.config, w4s__seeds=seeds)
-        result = run_w4s(teacher_config, VariantTeacher(), self.output_dir / "warm_start" / "collect")
-        metrics = collection_metrics(read_candidates(result.trajectories_path), best_seed_score(result.output_dir))
+        result = run_w4s(self.training_config(w4s__seeds=seeds), VariantTeacher(),
+                         self.output_dir / "warm_start" / "collect")
+        records = read_candidates(result.trajectories_path)
+        metrics = collection_metrics(records, best_seed_score(result.output_dir))
         self.log(f"learn: warm-start data (teacher): {_summary(metrics)}")
-        params, info = self.train(self.base_params, result.trajectories_path, self.output_dir / "warm_start" / "train",
-                                  weight_mode="uniform", steps=self.config.learning.warm_start_steps,
+        params, info = self.train(self.base_params, str(result.trajectories_path),
+                                  self.output_dir / "warm_start" / "train", weight_mode="uniform",
+                                  steps=self.config.learning.warm_start_steps,
                                   learning_rate=self.config.learning.warm_start_learning_rate)
         if params is None:
             raise RuntimeError("learn: no teacher workflow passed its check; the warm start has nothing to train on "
                                f"(see {result.output_dir / 'journal.jsonl'})")
-        info |= {"teacher": metrics, "wall_s": time.perf_counter() - started}
+        info |= {"teacher": metrics, "teacher_strategy": strategy_measures(records),
+                 "wall_s": time.perf_counter() - started}
         return params, info
 
-    def arm(self, start: str, arm: str, params: dict) -> list[dict]:
-        """Rounds 0..learning.rounds of one arm from one start."""
-        key, rounds = start, []
-        collection, reused = self.collect(key, params, self.output_dir / start / "round_0" / "collect")
-        rounds.append(_round_entry(0, collection, reused, None))
-        for round_index in range(1, self.config.learning.rounds + 1):
-            trained = None
-            if arm != "none":
-                weight_mode = "uniform" if arm == "sft" else self.config.rlao.weight_mode
-                train_dir = self.output_dir / start / arm / f"round_{round_index - 1}" / "train"
-                new_params, trained = self.train(params, collection.trajectories, train_dir, weight_mode=weight_mode,
-                                                 steps=self.config.train.steps,
+    def training(self, warm: dict) -> tuple[dict[str, list[dict]], dict[str, dict]]:
+        """Rounds of collect -> train for each trained arm: (per arm its rounds, per arm final params)."""
+        shared = self.collect(warm, self.output_dir / "train" / "round_0" / "collect")
+        rounds: dict[str, list[dict]] = {}
+        finals: dict[str, dict] = {}
+        for arm in TRAINED_ARMS:
+            params, collection, entries = warm, shared, []
+            weight_mode = "uniform" if arm == "sft" else self.config.rlao.weight_mode
+            for round_index in range(1, self.config.learning.rounds + 1):
+                base = self.output_dir / "train" / arm / f"round_{round_index}"
+                new_params, trained = self.train(params, collection["trajectories"], base / "train",
+                                                 weight_mode=weight_mode, steps=self.config.train.steps,
                                                  learning_rate=self.config.optimizer.learning_rate)
-                if new_params is not None:
-                    params, key = new_params, f"{start}/{arm}/{round_index}"
-            directory = self.output_dir / start / arm / f"round_{round_index}" / "collect"
-            collection, reused = self.collect(key, params, directory)
-            rounds.append(_round_entry(round_index, collection, reused, trained))
-        return rounds
+                entries.append({"round": round_index - 1, **collection, "trained": trained})
+                params = params if new_params is None else new_params
+                if round_index < self.config.learning.rounds:
+                    collection = self.collect(params, base / "collect")
+            rounds[arm], finals[arm] = entries, params
+        return rounds, finals
+
+    def best_of_n(self) -> int:
+        """The control's candidates: what a trained arm sampled in training plus one optimization."""
+        if self.config.learning.best_of_n:
+            return int(self.config.learning.best_of_n)
+        per_turn = self.config.w4s.candidates_per_turn
+        per_collection = len(str(self.config.w4s.seeds).split(",")) * per_turn * self.config.w4s.turns_per_episode
+        return self.config.learning.rounds * per_collection + self.config.learning.opt_turns * per_turn
+
+    def evaluate(self, arm_params: dict[str, dict]) -> dict[str, dict[str, dict[str, dict]]]:
+        """results[task][arm][seed]: one optimization each (module doc, stage 3), seed by seed, so that
+        a run cut short still has every arm of its finished seeds."""
+        tasks = eval_tasks(self.config)
+        results: dict[str, dict[str, dict[str, dict]]] = {task.name: {arm: {} for arm in ARMS} for task in tasks}
+        for seed in eval_seeds(self.config):
+            for arm in ARMS:
+                self._set_params(arm_params[arm])
+                turns, candidates = self.config.learning.opt_turns, self.config.w4s.candidates_per_turn
+                if arm == "best_of_n":
+                    turns, candidates = 1, self.best_of_n()
+                for task in tasks:
+                    started = time.perf_counter()
+                    directory = self.output_dir / "eval" / task.name / arm / f"seed_{seed}"
+                    run = run_w4s(self.optimization_config(task, seed, turns=turns, candidates=candidates),
+                                  self.policy, directory)
+                    entry = optimization_entry(run, task.name) | {"wall_s": time.perf_counter() - started,
+                                                                   "turns": turns, "candidates_per_turn": candidates}
+                    results[task.name][arm][str(seed)] = entry
+                    self.log(f"learn: {task.name} {arm} seed {seed}: chose {entry['chosen']} (validation "
+                             f"{_score(entry['val_score'])}, test {_score(entry['test_score'])}, "
+                             f"{entry['wall_s']:.0f} s)")
+        return results
+
+    def baselines(self) -> dict[str, dict[str, dict[str, dict]]]:
+        """results[task][workflow][seed]: each baseline scored on the test split with each seed's executor."""
+        results: dict[str, dict[str, dict[str, dict]]] = {}
+        for task in eval_tasks(self.config):
+            task_object = task_registry.get_task(task.name, self.config.task.seed)
+            examples = task_object.load("test", task.data_dir, task.test_limit)
+            names = baseline_names(task_object)
+            per_name: dict[str, dict[str, dict]] = {name: {} for name in names}
+            for seed in eval_seeds(self.config):
+                config = self.optimization_config(task, seed, turns=1, candidates=1)
+                scored = score_baselines(names, task_object, examples, config.sandbox, config.executor,
+                                         self.output_dir / "baselines" / task.name / f"seed_{seed}")
+                for name, entry in scored.items():
+                    per_name[name][str(seed)] = entry
+                self.log(f"learn: baselines {task.name} seed {seed}: " +
+                         ", ".join(f"{name} {entry['test_score']:.3f}" for name, entry in scored.items()))
+            results[task.name] = per_name
+        return results
 
     def run(self) -> dict:
         started = time.perf_counter()
-        results: dict[str, dict[str, list[dict]]] = {}
-        warm_info: dict = {}
-        for start in STARTS:
-            if start == "warm":
-                stage = time.perf_counter()
-                params, warm_info = self.warm_start()
-                self.stage_times["warm_start"] = time.perf_counter() - stage
-            else:
-                params = self.base_params
-            results[start] = {}
-            for arm in ARMS:
-                stage = time.perf_counter()
-                results[start][arm] = self.arm(start, arm, params)
-                self.stage_times[f"{start}/{arm}"] = time.perf_counter() - stage
-        return {"results": results, "warm_start": warm_info, "stage_times_s": self.stage_times,
-                "experiment_wall_s": time.perf_counter() - started}
+        try:
+            stage = time.perf_counter()
+            warm, warm_info = self.warm_start()
+            self.stage_times["warm_start"] = time.perf_counter() - stage
+            stage = time.perf_counter()
+            training, finals = self.training(warm)
+            self.stage_times["training"] = time.perf_counter() - stage
+            stage = time.perf_counter()
+            baselines = self.baselines()
+            self.stage_times["baselines"] = time.perf_counter() - stage
+            stage = time.perf_counter()
+            evaluation = self.evaluate({"rlao": finals["rlao"], "sft": finals["sft"], "none": warm,
+                                        "best_of_n": warm})
+            self.stage_times["evaluation"] = time.perf_counter() - stage
+        finally:
+            self.executors.close()
+        return {"training": training, "warm_start": warm_info, "evaluation": evaluation, "baselines": baselines,
+                "tasks": [dataclasses.asdict(task) for task in eval_tasks(self.config)],
+                "eval_seeds": eval_seeds(self.config), "best_of_n": self.best_of_n(),
+                "stage_times_s": self.stage_times, "experiment_wall_s": time.perf_counter() - started}
 
 
-def _round_entry(round_index: int, collection: Collection, reused: bool, trained: dict | None) -> dict:
-    return {"round": round_index, "params": collection.key, "collection": str(collection.directory),
-            "reused_from": str(collection.directory) if reused else None,
-            "collect_wall_s": 0.0 if reused else collection.wall_s, "trained": trained, **collection.metrics}
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _summary(metrics: dict) -> str:

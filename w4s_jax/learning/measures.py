@@ -16,9 +16,11 @@ temperature above 0, the only way to a vote that can differ from a single answer
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import math
 import pathlib
+import re
 import statistics
 from collections.abc import Sequence
 
@@ -63,6 +65,49 @@ def samples_at_temperature(workflow: str) -> bool:
         return any(visit(child, inside) for child in ast.iter_child_nodes(node))
 
     return visit(tree, False)
+
+
+_VERIFY_WORDS = re.compile(r"\b(verif\w*|double[- ]check|check (the|this|that|whether|if|your)|critique|review|"
+                           r"is (it|this|the answer) correct)\b", re.IGNORECASE)
+_CODE_CALLS = ("execute_code", "test_on_public_test")
+
+
+def strategy_flags(workflow: str) -> dict[str, bool]:
+    """What a workflow's source asks for (read from its syntax, never run): `votes` (several answers
+    at a temperature above 0), `runs_code` (execute_code or the public tests), `verifies` (an instruction
+    to check, verify, review or critique an answer, in a string of the workflow)."""
+    try:
+        tree = ast.parse(workflow)
+    except SyntaxError:
+        return {"votes": False, "runs_code": False, "verifies": False}
+    called = {getattr(node.func, "attr", "") for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    strings = [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+    return {"votes": samples_at_temperature(workflow), "runs_code": any(name in called for name in _CODE_CALLS),
+            "verifies": any(_VERIFY_WORDS.search(text) for text in strings)}
+
+
+def strategy_measures(records: Sequence[dict]) -> dict:
+    """Per collection: shares of all candidates whose (valid, checked) workflow votes, runs code or
+    verifies; the valid rate; how many distinct workflows (whitespace-insensitive) ran."""
+    passed = [workflow_of(r["reply"]) for r in records if _passed(r)]
+    flags = [strategy_flags(source) for source in passed]
+    count = max(len(records), 1)
+    distinct = {hashlib.sha256(" ".join(source.split()).encode()).hexdigest() for source in passed}
+    return {"candidates": len(records), "valid_rate": sum(r["valid_action"] for r in records) / count,
+            **{f"{name}_share": sum(f[name] for f in flags) / count for name in ("votes", "runs_code", "verifies")},
+            "distinct_workflows": len(distinct)}
+
+
+def test_case_scores(journal_path: str | pathlib.Path) -> dict[str, float]:
+    """Problem id -> score of the run's one test evaluation, read from its journal (kind
+    `test_evaluation`); {} when the run scored nothing on test."""
+    scores: dict[str, float] = {}
+    with open(journal_path, encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line) if line.strip() else {}
+            if record.get("kind") == "test_evaluation":
+                scores = {case["example_id"]: float(case["correct"]) for case in record["outcome"]["cases"]}
+    return scores
 
 
 def workflow_of(reply: str) -> str:

@@ -116,7 +116,12 @@ def compile_step(request: CompileRequest, topology: Topology) -> dict:
     with jax.set_mesh(mesh):
         args = program.abstract_inputs(request.grad_accum_steps, request.micro_batch, request.seq_len)
         compiled = program.step.lower(*args).compile()
-    seconds = time.perf_counter() - start
+    return program_report(compiled, time.perf_counter() - start)
+
+
+def program_report(compiled, compile_s: float) -> dict:
+    """Per-chip memory (arguments + outputs + temporaries - aliased donations) and XLA's FLOPs of a
+    compiled program: the figures every AOT row reports."""
     memory = compiled.memory_analysis()
     parts = {
         "arguments": int(memory.argument_size_in_bytes),
@@ -129,7 +134,7 @@ def compile_step(request: CompileRequest, topology: Topology) -> dict:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list | tuple) else cost
     flops_per_chip = float((cost or {}).get("flops", float("nan")))
-    return {"bytes_per_chip": total, "memory_per_chip": parts, "flops_per_chip": flops_per_chip, "compile_s": seconds}
+    return {"bytes_per_chip": total, "memory_per_chip": parts, "flops_per_chip": flops_per_chip, "compile_s": compile_s}
 
 
 def candidate_meshes(chips: int, num_kv_heads: int) -> list[tuple[int, int, int]]:
@@ -163,15 +168,17 @@ def plan_and_compile(
     lora: LoraConfig | None = None,
     logits_chunk: int = StepConfig.logits_chunk,
     max_rows_per_group: int = 16,
+    reserved_bytes: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Chooses mesh and micro-batch (unless given), compiles, and returns the JSON report.
 
     Auto: meshes in `candidate_meshes` order; on the first mesh where one row per data-parallel
     group fits HBM, the largest micro-batch that fits (see `largest_fitting`). Every compile is
-    listed in `attempts`.
+    listed in `attempts`. `reserved_bytes` per chip stay held by others while the step runs (in
+    `rlao`, the sampler's parameter copy): a step fits when its bytes plus those fit HBM.
     """
-    hbm = topology.generation.hbm_bytes
+    hbm = topology.generation.hbm_bytes - reserved_bytes
     meshes = [parse_mesh(mesh, topology.chips)] if mesh != "auto" else candidate_meshes(topology.chips, model.num_kv_heads)
     attempts: list[dict] = []
 
@@ -236,7 +243,8 @@ def plan_and_compile(
         "tokens_per_step": tokens,
         "bytes_per_chip": best["bytes_per_chip"],
         "memory_per_chip": best.get("memory_per_chip"),
-        "hbm_bytes_per_chip": hbm,
+        "hbm_bytes_per_chip": topology.generation.hbm_bytes,
+        "reserved_bytes_per_chip": reserved_bytes,
         "fits": best["fits"],
         # XLA's cost analysis counts a while loop's body once (the scanned layers, logits chunks and
         # micro-batches run many times), so FLOPs per step are the model's: 6 N tokens + attention.

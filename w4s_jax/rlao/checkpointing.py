@@ -16,6 +16,8 @@ from typing import Any
 import grain
 import orbax.checkpoint as ocp
 
+from w4s_jax import crash_points
+from w4s_jax.data_errors import DataError
 from w4s_jax.rlao.settings import CheckpointConfig
 
 
@@ -30,6 +32,7 @@ class RunCheckpoints:
             max_to_keep=config.keep,
             enable_async_checkpointing=config.async_save,
             create=True,
+            cleanup_tmp_directories=True,  # a save a crash cut short: removed, the step is saved again
         )
         self.manager = ocp.CheckpointManager(
             directory,
@@ -46,7 +49,8 @@ class RunCheckpoints:
 
     def save(self, step: int, state: Any, data_iterator: Any, meta: dict, force: bool = False) -> bool:
         """Starts a save (async) when `step` is due or `force`; returns whether it started."""
-        return self.manager.save(
+        crash_points.reached("checkpoint-save")
+        started = self.manager.save(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
@@ -55,17 +59,31 @@ class RunCheckpoints:
             ),
             force=force,
         )
+        if started:
+            crash_points.reached("checkpoint-writing")  # killed while the async save writes
+        return started
 
     def restore(self, step: int, abstract_state: Any, data_iterator: Any) -> tuple[Any, dict]:
-        """(state, a pytree like `abstract_state` placed with its shardings; metadata); moves the iterator."""
-        restored = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state),
-                data=grain.checkpoint.CheckpointRestore(data_iterator),
-                meta=ocp.args.JsonRestore(),
-            ),
-        )
+        """(state, a pytree like `abstract_state` placed with its shardings; metadata); moves the iterator.
+
+        A checkpoint that cannot be read into `abstract_state` (files cut short or missing, arrays of
+        another model size) is a `DataError` naming its directory: the run stops before it writes
+        anything, instead of a traceback from deep inside orbax or, worse, training from scratch."""
+        try:
+            restored = self.manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state),
+                    data=grain.checkpoint.CheckpointRestore(data_iterator),
+                    meta=ocp.args.JsonRestore(),
+                ),
+            )
+        except Exception as error:  # orbax, tensorstore and grain raise many types for a bad checkpoint
+            detail = " ".join(str(error).split())[:300]
+            raise DataError(f"{self.manager.directory / str(step)}: checkpoint cannot be restored into this run "
+                            f"({type(error).__name__}: {detail}); move that step directory away to resume from an "
+                            "older checkpoint (or this round's start), or resume with the model it was saved "
+                            "from") from None
         return restored["state"], restored["meta"]
 
     def wait(self) -> None:

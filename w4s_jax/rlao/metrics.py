@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 
 import jax
@@ -20,8 +21,12 @@ BAR_FIELDS = ("loss", "nll", "grad_norm", "tokens_per_s", "mfu")
 def _truncate_after(path: pathlib.Path, step: int) -> None:
     if not path.exists():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    complete = text[: text.rfind("\n") + 1]  # a line cut short by a crash is dropped
+    kept = [line for line in complete.splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    partial = path.with_name(path.name + ".partial")  # replaced in one step: a crash here loses nothing
+    partial.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(partial, path)
 
 
 class MetricsLogger:

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from w4s_jax import crash_points
 from w4s_jax.config.errors import ConfigError
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.checkpointing import PreemptionFlag, RunCheckpoints
@@ -200,6 +201,7 @@ def run_training(
                 pairs = attention_pairs(local["segment_ids"], local["branch_ids"])
                 state, device_metrics = program.step(state, frozen, batches.to_global(local))
                 step += 1
+                crash_points.reached("train-step")  # a step done, its checkpoint not yet saved
                 if pending is not None:
                     emit(*pending, clock)
                     clock = time.perf_counter()

@@ -11,6 +11,8 @@ on what else is in the batch, nor on when the row joined it.
 
 The programs (each compiled once per shape key, counted in `compile_count`):
 - prefill: prompts -> `DecodeState` with the first token chosen, in a cache with `room` free slots;
+  when rows share a prompt (a W4S turn's m candidates, a request with n > 1) and `share_prefill` is
+  on, each distinct prompt is prefilled once and its cache copied into its rows (`shared_prefill`);
 - decode: up to `steps` tokens per row in one call (a while loop on device, ending early once every
   row is done);
 - insert: prefilled rows into free rows of a running state (their prompt ends at its shared slot);
@@ -25,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 import jax
@@ -47,6 +50,7 @@ from w4s_jax.sampling.decode_state import (
 )
 from w4s_jax.sampling.layout import unrolled_layout
 from w4s_jax.sampling.params import Completion, SamplingParams
+from w4s_jax.sampling.shared_prefill import distinct_prompts, fan_out, row_sources
 from w4s_jax.sampling.stopping import cut_at_stop_string, trim_stop_token
 
 MODES = ("greedy", "sample", "filtered")  # ordered: a program of a later mode serves rows of an earlier one
@@ -121,6 +125,19 @@ def _model_step(model: nnx.Module, tokens: jax.Array, positions: jax.Array, segm
     return model.logits(hidden[:, -1:])[:, 0], cache
 
 
+def _first_tokens(cache: KVCache, logits: jax.Array, positions: jax.Array, knobs: RowKnobs,
+                  mode: str) -> tuple[DecodeState, jax.Array]:
+    """Prefill's end: each row's first token from its prompt's logits [B, V] with the row's own key
+    (token index 0 of its stream), as a `DecodeState` whose next input sits at `positions` [B]."""
+    batch = logits.shape[0]
+    keys = _step_keys(knobs, jnp.zeros(batch, jnp.int32))
+    token, logprob = choose_tokens(logits, knobs.temperature, knobs.top_p, knobs.top_k, keys, mode)
+    stopped = _is_stop(token, knobs.stop_ids)
+    state = DecodeState(cache=cache, tokens=token, positions=positions, generated=jnp.ones(batch, jnp.int32),
+                        done=stopped | (knobs.max_new <= 1), stopped=stopped)
+    return state, logprob
+
+
 @dataclasses.dataclass(frozen=True)
 class Prefilled:
     """What prefill hands back: the device state and knobs, and the first tokens on the host."""
@@ -147,6 +164,8 @@ class Sampler:
     """Generates completions for token prompts or chat conversations; see the module doc.
 
     `model` is a `Decoder` or a `(graphdef, state)` pair whose state is already placed on `mesh`.
+    `share_prefill`: prefill each distinct prompt of a batch once (off: once per row, as a baseline
+    for benchmarks and tests; replies are the same either way).
     """
 
     def __init__(
@@ -161,6 +180,7 @@ class Sampler:
         min_new_bucket: int = 16,
         max_stop_ids: int = 8,
         cache_dtype: str | None = None,
+        share_prefill: bool = True,
     ) -> None:
         graphdef, state = model if isinstance(model, tuple) else nnx.split(model)
         self.source_state_shapes = _shapes(state)
@@ -173,11 +193,13 @@ class Sampler:
         self.min_new_bucket = int(min_new_bucket)
         self.max_stop_ids = int(max_stop_ids)
         self.cache_dtype = jnp.dtype(cache_dtype or self.config.dtype)
+        self.share_prefill = bool(share_prefill)
         self.batch_multiple = int(mesh.shape.get("data", 1) * mesh.shape.get("fsdp", 1))
         self.max_batch = batch_bucket(max(int(max_batch), self.batch_multiple), self.batch_multiple, 1 << 30)
         self.state = self._to_decode_layout(state)
         self._programs: dict[tuple, Callable] = {}
         self.compile_count = 0  # XLA compiles, counted by the program cache (one per shape key)
+        self.compile_seconds = 0.0  # their time (tracing, lowering, compiling): benchmarks subtract it
         # Held for each compiled call and for a whole generate_requests: set_state never lands mid-call.
         self.lock = threading.RLock()
 
@@ -217,8 +239,11 @@ class Sampler:
         results: list[list[list[Completion | None]]] = [
             [[None] * params.n for _ in prompts] for prompts, params in requests
         ]
-        # Rows with similar new-token budgets and prompt lengths share a chunk: less padding.
-        order = sorted(range(len(rows)), key=lambda i: (self.new_bucket(rows[i][1]), len(rows[i][1].prompt)))
+        # Rows with similar new-token budgets and prompt lengths share a chunk (less padding), and
+        # rows of one prompt sit together (one prefill for them, see `prefill`).
+        _, prompt_ids = distinct_prompts([row for _, row in rows])
+        order = sorted(range(len(rows)),
+                       key=lambda i: (self.new_bucket(rows[i][1]), len(rows[i][1].prompt), prompt_ids[i]))
         with self.lock:
             for chunk in chunks(len(order), self.max_batch):
                 chunk_rows = [rows[order[i]] for i in chunk]
@@ -282,24 +307,38 @@ class Sampler:
     # ---------------------------------------------------------------- the programs, called from the host
 
     def prefill(self, rows: Sequence[SampleRow], room: int) -> Prefilled:
-        """Prefills `rows` (padded to a batch bucket) into a cache of prompt bucket + `room` slots."""
+        """Prefills `rows` (padded to a batch bucket) into a cache of prompt bucket + `room` slots; rows
+        that share a prompt share its prefill when `share_prefill` is on (see `shared_prefill`)."""
         batch = batch_bucket(len(rows), self.batch_multiple, self.max_batch)
         prompt_len = self.prompt_bucket(rows)
         mode = sampling_mode(r.params for r in rows)
+        knobs = jax.tree.map(self._put_rows, RowKnobs.from_rows(rows, batch, self.max_stop_ids, self.stop_ids))
+        # On several hosts every host passes the same global batch (see w4s.policy.SamplerPolicy).
+        firsts, sources = distinct_prompts(rows)
+        distinct = batch_bucket(len(firsts), self.batch_multiple, self.max_batch)
+        if self.share_prefill and distinct < batch:  # else the per-row program does the same work, no copy
+            prompts = self._prompt_arrays([rows[i].prompt for i in firsts], distinct, prompt_len)
+            inputs = (*prompts, self._put_rows(row_sources(sources, batch, distinct)), knobs)
+            shape = (batch, distinct, prompt_len, prompt_len + room, mode)
+            state, first_logprobs = self._call("prefill_shared", shape, inputs, with_params=True)
+        else:
+            inputs = (*self._prompt_arrays([row.prompt for row in rows], batch, prompt_len), knobs)
+            shape = (batch, prompt_len, prompt_len + room, mode)
+            state, first_logprobs = self._call("prefill", shape, inputs, with_params=True)
+        return Prefilled(state, knobs, _to_host(state.tokens), _to_host(first_logprobs), prompt_len)
+
+    def _prompt_arrays(self, prompts: Sequence[list[int]], batch: int, prompt_len: int) -> tuple[jax.Array, ...]:
+        """(tokens, segments, positions) [batch, prompt_len] on the mesh: prompts left-padded, then
+        padding rows of one real token (so no attention row is empty)."""
         pad_id = self.tokenizer.pad_id if self.tokenizer is not None else 0
         tokens = np.full((batch, prompt_len), pad_id, np.int32)
         segments = np.zeros((batch, prompt_len), np.int32)
-        for i, row in enumerate(rows):
-            tokens[i, prompt_len - len(row.prompt):] = row.prompt
-            segments[i, prompt_len - len(row.prompt):] = 1
-        segments[len(rows):, -1] = 1  # padding rows: one real token so no attention row is empty
+        for i, prompt in enumerate(prompts):
+            tokens[i, prompt_len - len(prompt):] = prompt
+            segments[i, prompt_len - len(prompt):] = 1
+        segments[len(prompts):, -1] = 1
         positions = np.maximum(np.cumsum(segments, axis=1) - 1, 0).astype(np.int32)
-        knobs = jax.tree.map(self._put_rows, RowKnobs.from_rows(rows, batch, self.max_stop_ids, self.stop_ids))
-        # On several hosts every host passes the same global batch (see w4s.policy.SamplerPolicy).
-        inputs = (*(self._put_rows(x) for x in (tokens, segments, positions)), knobs)
-        shape = (batch, prompt_len, prompt_len + room, mode)
-        state, first_logprobs = self._call("prefill", shape, inputs, with_params=True)
-        return Prefilled(state, knobs, _to_host(state.tokens), _to_host(first_logprobs), prompt_len)
+        return tuple(self._put_rows(x) for x in (tokens, segments, positions))
 
     def decode(self, state: DecodeState, knobs: RowKnobs, *, steps: int, mode: str,
                ended: np.ndarray | None = None) -> tuple[DecodeState, Decoded]:
@@ -360,9 +399,11 @@ class Sampler:
         with self.lock:
             args = (self.state, *args) if with_params else args
             if key not in self._programs:
+                start = time.perf_counter()
                 with jax.set_mesh(self.mesh):  # the model's logical sharding constraints resolve to this mesh
                     self._programs[key] = getattr(self, f"_build_{kind}")(*shape).lower(*args).compile()
                 self.compile_count += 1
+                self.compile_seconds += time.perf_counter() - start
             return self._programs[key](*args)
 
     def _rows_spec(self, shape: tuple[int, ...]) -> NamedSharding:
@@ -393,14 +434,29 @@ class Sampler:
             model = nnx.merge(graphdef, params)
             cache = jax.lax.with_sharding_constraint(KVCache.init(config, batch, cache_len, dtype), state_spec.cache)
             logits, cache = _model_step(model, tokens, positions, segments, cache)
-            keys = _step_keys(knobs, jnp.zeros(batch, jnp.int32))
-            token, logprob = choose_tokens(logits, knobs.temperature, knobs.top_p, knobs.top_k, keys, mode)
-            stopped = _is_stop(token, knobs.stop_ids)
-            state = DecodeState(cache=cache, tokens=token, positions=positions[:, -1] + 1,
-                                generated=jnp.ones(batch, jnp.int32), done=stopped | (knobs.max_new <= 1), stopped=stopped)
-            return state, logprob
+            return _first_tokens(cache, logits, positions[:, -1] + 1, knobs, mode)
 
         return jax.jit(prefill, in_shardings=(self._state_shardings, mat, mat, mat, knob_spec),
+                       out_shardings=(state_spec, state_spec.tokens))
+
+    def _build_prefill_shared(self, batch: int, distinct: int, prompt_len: int, cache_len: int, mode: str):
+        """Prefill of `distinct` prompt rows, each row of the batch a copy of one (`sources`); the same
+        cache length as `_build_prefill`, so a row's keys, values and logits are the ones it gives."""
+        config, graphdef, dtype = self.config, self.graphdef, self.cache_dtype
+        state_spec, knob_spec = self._state_spec(batch, cache_len)
+        distinct_spec, _ = self._state_spec(distinct, cache_len)
+        mat = self._rows_spec((distinct, prompt_len))
+
+        def prefill_shared(params, tokens, segments, positions, sources, knobs: RowKnobs):
+            model = nnx.merge(graphdef, params)
+            cache = jax.lax.with_sharding_constraint(KVCache.init(config, distinct, cache_len, dtype),
+                                                     distinct_spec.cache)
+            logits, cache = _model_step(model, tokens, positions, segments, cache)
+            cache = jax.lax.with_sharding_constraint(fan_out(cache, sources), state_spec.cache)
+            return _first_tokens(cache, jnp.take(logits, sources, axis=0), jnp.take(positions[:, -1] + 1, sources),
+                                 knobs, mode)
+
+        return jax.jit(prefill_shared, in_shardings=(self._state_shardings, mat, mat, mat, state_spec.tokens, knob_spec),
                        out_shardings=(state_spec, state_spec.tokens))
 
     def _build_decode(self, batch: int, cache_len: int, steps: int, mode: str):

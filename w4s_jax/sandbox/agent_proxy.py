@@ -90,6 +90,16 @@ class Agent:
         except Exception as error:
             raise Exception(f"Error when executing code: {error}") from None
 
+    def read_attachment(self):
+        """The text of the sample's attached file (GAIA), read by the parent: text-like files only (.txt
+        .csv .json .jsonl .md .py .xml .html); AttachmentError, which a workflow can catch, otherwise."""
+        return self._call_parent("read_attachment", {})
+
+    def web_search(self, query):
+        """Search results as text from the parent's configured search backend; with none configured
+        (offline) a WebSearchUnavailable error the workflow can catch. The sandbox never reaches the network."""
+        return self._call_parent("web_search", {"query": str(query)})
+
     def _run_code(self, code: str, timeout: float) -> object:
         """The decoded value: `call_parent` turns the channel's tagged encoding back into Python."""
         return self._call_parent("execute_code", {"code": code, "timeout": timeout})

@@ -8,6 +8,7 @@ worker can at worst send a malformed frame, which the parent rejects.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 
@@ -30,10 +31,22 @@ def encode_frame(message: dict) -> bytes:
     return HEADER.pack(len(payload)) + payload
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"non-finite number {name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"number {text[:40]} overflows a float")
+    return value
+
+
 def decode_payload(payload: bytes) -> dict:
-    """Parses a frame body into a dict, or raises FrameError."""
+    """Parses a frame body into a dict, or raises FrameError. Strict JSON: NaN, Infinity and numbers
+    that overflow a float are refused, as the sender's encode_frame never writes them."""
     try:
-        message = json.loads(payload.decode("utf-8"))
+        message = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise FrameError(f"frame is not valid UTF-8 JSON: {error}") from None
     if not isinstance(message, dict):

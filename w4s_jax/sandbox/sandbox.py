@@ -1,4 +1,4 @@
-"""The parent's API: run a workflow's source on samples, run executor-written code, run test programs.
+"""The parent's API: run a workflow's source on samples, run executor-written code and test programs.
 
 The sandbox knows nothing of tasks or executors: `handler(method, kwargs, scope)` answers the
 agent's LLM calls (the parent owns keys, cache and budget); code and test programs run in their
@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from w4s_jax.sandbox import protocol
+from w4s_jax.sandbox.attachments import read_attachment_text
 from w4s_jax.sandbox.framing import FrameError
 from w4s_jax.sandbox.pool import Worker, WorkerDied, WorkerPool, WorkerSpec
 
@@ -44,21 +45,12 @@ class SampleResult:
 
 
 @dataclass(frozen=True)
-class ProgramResult:
-    """A test program's outcome: passed iff it ran to the end (or exit 0) within its time limit."""
-
-    passed: bool
-    error: dict | None
-    wall_s: float
-    stdout: str = ""
-
-
-@dataclass(frozen=True)
 class SampleContext:
     """What a workflow may see of its sample besides the question: the public tests of code tasks."""
 
     public_tests: tuple[str, ...] = ()
     entry_point: str = ""
+    attachment: str = ""  # a file the parent reads for agent.read_attachment(); its path never reaches the worker
 
 
 @dataclass(frozen=True)
@@ -76,6 +68,8 @@ class SandboxSettings:
     workers: int = 16
     max_threads: int = 32
     workdir_mb: int = 64
+    max_call_bytes: int = 1 << 20
+    max_responses: int = 32
 
     @classmethod
     def from_config(cls, config: Mapping) -> SandboxSettings:
@@ -171,7 +165,7 @@ class Sandbox:
         limit = self.settings.sample_timeout_s
         result, stdout, error, wall = await self._run_job(
             job, limit, f"sample exceeded {limit:g} s wall clock (sandbox.sample_timeout_s)",
-            lambda worker, call: self._answer_call(worker, call, scope, tally),
+            lambda worker, call: self._answer_call(worker, call, scope, tally, context),
         )
         if error is None:
             error = self._answer_error(result)
@@ -189,9 +183,12 @@ class Sandbox:
     async def _run_job(self, job: dict, timeout_s: float, timeout_message: str,
                        on_call: Callable[[Worker, protocol.Call], Awaitable[None]] | None):
         """One job in a fresh worker: (answer, stdout, error, wall_s). The worker is always destroyed."""
-        worker = await self.pool.acquire()
+        try:
+            worker = await self.pool.acquire()
+        except (WorkerDied, protocol.ProtocolError, OSError) as failed:  # start-up errors surface in __aenter__
+            return None, "", {"type": "WorkerCrashed", "line": None, "message": f"a worker failed to start: {failed}"}, 0.0
         started = time.monotonic()
-        calls: set[asyncio.Task] = set()
+        calls: dict[asyncio.Task, int] = {}  # outstanding agent calls and their frames' bytes
         answer, stdout, error = None, "", None
         try:
             async with asyncio.timeout(timeout_s):
@@ -203,9 +200,10 @@ class Sandbox:
                         break
                     if not isinstance(frame, protocol.Call) or on_call is None:
                         raise protocol.ProtocolError(f"unexpected {type(frame).__name__.lower()} frame")
+                    self._admit(frame, calls, worker.max_frame_bytes)
                     task = asyncio.ensure_future(on_call(worker, frame))
-                    calls.add(task)
-                    task.add_done_callback(calls.discard)
+                    calls[task] = frame.size
+                    task.add_done_callback(lambda done: calls.pop(done, None))
         except TimeoutError:
             error = {"type": "TimeoutError", "message": timeout_message, "line": None}
         except protocol.ProtocolError as bad:
@@ -222,11 +220,33 @@ class Sandbox:
             self.pool.release(worker)
         return answer, stdout[: self.settings.max_output_bytes], error, time.monotonic() - started
 
-    async def _answer_call(self, worker: Worker, call: protocol.Call, scope: str, tally: _Tally) -> None:
+    def _admit(self, call: protocol.Call, outstanding: dict[asyncio.Task, int], max_pending_bytes: int) -> None:
+        """ProtocolError (the worker is killed) for a call frame over sandbox.max_call_bytes, one more
+        outstanding call than the worker has threads (each honest call blocks one of its threads), or
+        outstanding call frames of more than one frame's cap in all: so what a worker's pending calls
+        hold in the parent is bounded (docs/sandbox_threat_model.md, "The parent's side")."""
+        if call.size > self.settings.max_call_bytes:
+            raise protocol.ProtocolError(f"agent.{call.method} call frame of {call.size} bytes exceeds "
+                                         f"sandbox.max_call_bytes={self.settings.max_call_bytes}")
+        if len(outstanding) >= self.settings.max_threads:
+            raise protocol.ProtocolError(f"more than {self.settings.max_threads} agent calls outstanding at once "
+                                         "(sandbox.max_threads)")
+        if sum(outstanding.values()) + call.size > max_pending_bytes:
+            raise protocol.ProtocolError(f"outstanding agent calls of more than {max_pending_bytes} bytes in all")
+
+    async def _answer_call(self, worker: Worker, call: protocol.Call, scope: str, tally: _Tally,
+                           context: SampleContext | None = None) -> None:
         """Answers one agent call; a failure becomes an error reply the workflow can catch."""
         try:
+            protocol.check_arguments(call, self.settings.max_responses)
             if call.method == "execute_code":
                 value = await self.run_code(call.kwargs["code"], float(call.kwargs["timeout"]))
+            elif call.method == "read_attachment":
+                value = await asyncio.to_thread(read_attachment_text, context.attachment if context else "")
+            elif call.method in protocol.TOOL_METHODS:  # web_search: the handler's backend, not an executor call
+                if self.handler is None:
+                    raise RuntimeError("this sandbox has no handler")
+                value = await self.handler(call.method, dict(call.kwargs), scope)
             else:
                 if self.handler is None:
                     raise RuntimeError("this sandbox has no executor handler")
@@ -267,16 +287,6 @@ class Sandbox:
         if too_big is not None:
             raise CodeExecutionError(too_big["message"])
         return answer
-
-    async def run_program(self, source: str, timeout_s: float) -> ProgramResult:
-        """A test program (e.g. hidden tests of a code task) in its own worker, apart from workflows."""
-        async with self._code_slots:
-            answer, stdout, error, wall = await self._run_job(
-                {"type": "run", "kind": "program", "source": source}, timeout_s,
-                f"program exceeded {timeout_s:g} s wall clock", None,
-            )
-        passed = error is None and answer == {"passed": True}
-        return ProgramResult(passed=passed, error=error, wall_s=wall, stdout=stdout)
 
 
 class CodeExecutionError(RuntimeError):

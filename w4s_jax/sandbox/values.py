@@ -3,9 +3,10 @@
 The reference agent's `execute_code` returns `solution()`'s value as a Python object, so a workflow
 may rely on getting a tuple, a set or a Fraction back. Plain JSON would turn a tuple into a list and
 cannot carry a set, a Fraction or a dict with int keys. So the code worker encodes the value with
-`encode`, the parent passes the encoded JSON on untouched (it never decodes, evals or unpickles what a
-worker sends), and the workflow's own worker decodes it with `decode`. Standard library only: both
-ends run under `python -I -S`.
+`encode`, the parent passes the encoded JSON on untouched (it never evals or unpickles what a worker
+sends), and the workflow's own worker decodes it with `decode`. The one place the parent decodes is a
+code task's hidden tests (tasks/hidden_tests.py), where `decode` building only plain values is the
+point. Standard library only: both ends run under `python -I -S`.
 
 The encoding: None, bool, int, str and finite floats are themselves and a list is a JSON array of
 encoded items; every other value is an object {"$": tag, "v": payload}, so no JSON object is ever
@@ -15,7 +16,10 @@ ambiguous:
   complex -> [real, imag] as encoded floats            bytes / bytearray -> "bytes" / "bytearray": latin-1 str
   inf / -inf / nan -> "float": "inf" / "-inf" / "nan"   anything else -> "str": str(value)
 Subclasses come back as their base type (a named tuple as a tuple, a Counter as a dict); an object
-of any other type comes back as str(value), as a string.
+of any other type comes back as str(value), as a string, except with `strict=True` (what a code task's
+candidate returns to its hidden tests), where it is a TypeError: only plain data crosses, so no method
+of the candidate's (a custom `__eq__`, a `__str__` that mimics the expected value) reaches the side
+that compares.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ _FLOAT_NAMES = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 _SEQUENCES = {"tuple": tuple, "set": set, "frozenset": frozenset}
 
 
-def encode(value: object, depth: int = 0) -> object:
-    """`value` as JSON data in the tagged encoding (module doc); TypeError if it nests too deep."""
+def encode(value: object, depth: int = 0, *, strict: bool = False) -> object:
+    """`value` as JSON data in the tagged encoding (module doc); TypeError if it nests too deep, or
+    with `strict` if it holds a value of a type outside the encoding."""
     if depth > MAX_DEPTH:
         raise TypeError(f"value nests deeper than {MAX_DEPTH} levels")
     if value is None or type(value) in (bool, int, str):
@@ -46,12 +51,13 @@ def encode(value: object, depth: int = 0) -> object:
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, list):
-        return [encode(item, depth + 1) for item in value]
+        return [encode(item, depth + 1, strict=strict) for item in value]
     for name, kind in _SEQUENCES.items():
         if isinstance(value, kind):
-            return {TAG: name, "v": [encode(item, depth + 1) for item in value]}
+            return {TAG: name, "v": [encode(item, depth + 1, strict=strict) for item in value]}
     if isinstance(value, dict):
-        return {TAG: "dict", "v": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
+        return {TAG: "dict", "v": [[encode(k, depth + 1, strict=strict), encode(v, depth + 1, strict=strict)]
+                                  for k, v in value.items()]}
     if isinstance(value, Fraction):
         return {TAG: "fraction", "v": [int(value.numerator), int(value.denominator)]}
     if isinstance(value, Decimal):
@@ -60,6 +66,8 @@ def encode(value: object, depth: int = 0) -> object:
         return {TAG: "complex", "v": [encode(value.real, depth + 1), encode(value.imag, depth + 1)]}
     if isinstance(value, bytes | bytearray):
         return {TAG: "bytearray" if isinstance(value, bytearray) else "bytes", "v": bytes(value).decode("latin-1")}
+    if strict:
+        raise TypeError(f"a value of type {type(value).__name__} is not plain data")
     return {TAG: "str", "v": str(value)}
 
 

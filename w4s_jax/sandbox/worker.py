@@ -1,4 +1,4 @@
-"""The child-side runner: confine this process, then run one job (workflow sample, code, program).
+"""The child-side runner: confine this process, then run one job (a workflow sample, or code).
 
 Started by the parent as `python -I -S worker.py CONFIG_JSON` with an empty environment, its own
 session and a fresh working directory. Standard library only. Fd 0/1 become the framed JSON channel
@@ -235,16 +235,6 @@ def run_code(job: dict) -> object:
     return None
 
 
-def run_program(job: dict) -> dict:
-    """A test program as __main__: passed iff it finishes (or exits 0) without an exception."""
-    try:
-        exec(_compile(job["source"], "<program>"), {"__name__": "__main__", "__builtins__": builtins})
-    except SystemExit as exit_:
-        if exit_.code not in (None, 0):
-            raise
-    return {"passed": True}
-
-
 def main() -> None:
     config = json.loads(sys.argv[1])
     fd_in, fd_out = os.dup(0), os.dup(1)
@@ -258,10 +248,12 @@ def main() -> None:
         except ImportError:
             continue
     stdlib = os.path.dirname(os.__file__)
+    c_modules = limits.c_module_names(stdlib)
     layers = limits.unshare_and_drop(config.get("uid"), int(config["workdir_mb"]), (stdlib,))
     layers += limits.apply_rlimits(**config["rlimits"])
-    limits.install_audit_hook(os.getcwd(), (stdlib,))
-    layers.append("audit_hook")
+    limits.confine_c_modules(c_modules)
+    limits.install_audit_hook(os.getcwd(), (stdlib,), c_modules)
+    layers += ["c_module_allow_list", "audit_hook"]
     channel = Channel(fd_in, fd_out)
     channel.send({"type": "ready", "layers": layers, "pid": os.getpid()})
     try:
@@ -272,14 +264,12 @@ def main() -> None:
     captured = BoundedText(int(config["max_output_chars"]))
     sys.stdout = sys.stderr = captured
     answer, error = None, None
-    filename = {"workflow": WORKFLOW_FILE, "code": "<code>", "program": "<program>"}.get(job.get("kind"))
+    filename = {"workflow": WORKFLOW_FILE, "code": "<code>"}.get(job.get("kind"))
     try:
         if job.get("kind") == "workflow":
             answer = run_workflow(job, channel)
         elif job.get("kind") == "code":
             answer = run_code(job)
-        elif job.get("kind") == "program":
-            answer = run_program(job)
         else:
             raise ValueError(f"unknown job kind {job.get('kind')!r}")
     except BaseException as caught:  # SystemExit and KeyboardInterrupt from a workflow are errors too

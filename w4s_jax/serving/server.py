@@ -4,7 +4,8 @@ JSON mode (`response_format: {"type": "json_object"}`): every choice's text must
 `json.loads`. A choice that does not is sampled again with the next seed, at most `json_retries`
 times (a greedy request is deterministic, so it is not retried); if a choice is still not JSON the
 request fails with HTTP 422 and error code `json_invalid`, so a client never mistakes prose for
-JSON. Streaming (`stream: true`) sends OpenAI's chunk format ending with `data: [DONE]`: each
+JSON; or, with `json_invalid="return"`, it is returned as decoded, as OpenAI returns a JSON reply cut
+at max_tokens (the client must parse it: an offline demo's weak executor shows its messy JSON so). Streaming (`stream: true`) sends OpenAI's chunk format ending with `data: [DONE]`: each
 choice's text goes out as the continuous batcher decodes it (the first token right after the
 request's prefill), held back only where an incomplete UTF-8 character or a possible stop string
 could still change it; each choice's logprobs come with its finish chunk. A JSON-mode stream is sent
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 SAMPLER_KEY = web.AppKey("sampler", Sampler)
 BATCHER_KEY = web.AppKey("batcher", AsyncBatcher)
+JSON_INVALID = ("error", "return")  # JSON mode, a choice still not JSON after the retries: HTTP 422, or as is
 
 
 def _json_error(error: RequestError) -> web.Response:
@@ -62,9 +64,12 @@ class ChatHandler:
     """The route handlers; holds the served name, request defaults and JSON-mode retries."""
 
     def __init__(self, sampler: Sampler, batcher: AsyncBatcher, served_name: str, defaults: Defaults,
-                 json_retries: int) -> None:
+                 json_retries: int, json_invalid: str = "error") -> None:
+        if json_invalid not in JSON_INVALID:
+            raise ValueError(f"json_invalid must be one of {JSON_INVALID}, got {json_invalid!r}")
         self.sampler, self.batcher = sampler, batcher
         self.served_name, self.defaults, self.json_retries = served_name, defaults, json_retries
+        self.json_invalid = json_invalid
         self.started = int(time.time())
 
     async def models(self, _request: web.Request) -> web.Response:
@@ -113,7 +118,7 @@ class ChatHandler:
             for i, completion in zip(bad, again):
                 completions[i] = completion
         bad = [i for i, c in enumerate(completions) if not _is_json(c.text)]
-        if bad:
+        if bad and self.json_invalid == "error":
             raise RequestError(
                 422, f"response_format json_object: choice(s) {bad} are not valid JSON after {retries} retries",
                 "response_format", "json_invalid", error_type="invalid_response_error",
@@ -199,14 +204,14 @@ async def _errors_as_json(request: web.Request, handler: Callable) -> web.Stream
 
 
 def make_app(sampler: Sampler, *, served_name: str, defaults: Defaults, steps_per_call: int,
-             json_retries: int = 3, max_body_mb: float = 32.0) -> web.Application:
+             json_retries: int = 3, max_body_mb: float = 32.0, json_invalid: str = "error") -> web.Application:
     """The aiohttp application; the batcher starts and stops with the app."""
     if sampler.tokenizer is None:
         raise ValueError("the server needs a sampler with a tokenizer (chat template for messages)")
     app = web.Application(middlewares=[_errors_as_json], client_max_size=int(max_body_mb * 2**20))
     batcher = AsyncBatcher(sampler, steps_per_call=steps_per_call)
     app[SAMPLER_KEY], app[BATCHER_KEY] = sampler, batcher
-    handler = ChatHandler(sampler, batcher, served_name, defaults, json_retries)
+    handler = ChatHandler(sampler, batcher, served_name, defaults, json_retries, json_invalid)
     app.router.add_get("/v1/models", handler.models)
     app.router.add_post("/v1/chat/completions", handler.chat)
 

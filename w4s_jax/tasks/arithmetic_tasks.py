@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pathlib
 
-from w4s_jax.data_errors import DataError, MissingData
-from w4s_jax.tasks.base import PACKAGE_PREFIX, Example, Task, aflow_files
+from w4s_jax.data_errors import DataError
+from w4s_jax.tasks.base import Example, Task, aflow_files
 from w4s_jax.tasks.loaders import Row, read_json_array, read_jsonl, read_tsv, seeded_split
 from w4s_jax.tasks.numeric import parse_number, score_numeric
 
-# A validation set that ships inside the package (tasks/package_data/README.md: origin and license).
+# GSM8K pools that ship inside the package, all cut from GSM8K's train split
+# (tasks/package_data/README.md: origin, line ranges and license).
 PACKAGE_DATA = pathlib.Path(__file__).resolve().parent / "package_data"
 W4S_JAX_PACKAGE = "w4s-jax"
 
@@ -46,27 +47,26 @@ class GSM8K(NumericTask):
     description = ("GSM8K: grade-school math word problems that take 2 to 8 steps of arithmetic. "
                    "The answer is a single number.")
     split_note = ("validate (264) and test (1055) from the AFlow split files; tfds:<dir> reads the TFDS build; "
-                  "package:w4s-jax has a validation split only (50 problems of GSM8K's train split)")
+                  "package:w4s-jax has train (80), validate (50) and test (200) pools, all from GSM8K's "
+                  "train split")
     data_layout = (aflow_files("gsm8k", "validate", "test")
                    + ", cut from the public release https://github.com/openai/grade-school-math")
 
     tfds_name = "gsm8k"
     package_source = W4S_JAX_PACKAGE
-    package_contents = ("a validation split of 50 problems from GSM8K's train split that w4s-jax ships; "
-                        "it has no test split")
+    package_contents = ("train, validate and test pools of 80, 50 and 200 problems that w4s-jax ships, "
+                        "all from GSM8K's train split")
+    package_splits = ("train", "validate", "test")
 
     def rows(self, split: str, data_dir: pathlib.Path) -> list[Row]:
         return read_jsonl(data_dir / "gsm8k" / f"{split}.jsonl")
 
     def package_rows(self, package: str, split: str) -> list[Row]:
-        """The validation problems w4s-jax ships (GSM8K train problems); there is no test split there, so
-        a run that would score on test must point `data_dir` elsewhere."""
+        """One of the pools w4s-jax ships (`package_splits`; `dataset` has checked `split`): disjoint
+        problems of GSM8K's train split, so nothing scored there is a GSM8K or AFlow test question."""
         if package != self.package_source:
             return super().package_rows(package, split)
-        if split != "validate":
-            raise MissingData(f"{PACKAGE_PREFIX}{package}", f"w4s-jax ships only a validation split of gsm8k, "
-                              f"no {split} split (set w4s.test_eval=False, or point data_dir at the test data)")
-        return read_jsonl(PACKAGE_DATA / "gsm8k_validate.jsonl")
+        return read_jsonl(PACKAGE_DATA / f"gsm8k_{split}.jsonl")
 
     def to_example(self, row: Row) -> Example:
         identifier = row.fields.get("id", row.location)

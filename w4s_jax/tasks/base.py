@@ -1,8 +1,8 @@
 """The `Task` seam: splits, a description and worked example for the prompt, and a scorer.
 
 Tasks know nothing of the meta-agent: they turn benchmark files into `Example`s and score answers.
-Code tasks do not score in-process; `check_program` returns a program (prediction + hidden tests)
-that exits 0 iff the tests pass, and the sandbox runs it.
+Code tasks do not score in-process: `run_hidden_tests` (tasks/code_tasks.py) runs the candidate and
+the hidden tests in separate sandbox workers and decides the verdict in the parent.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class Task(abc.ABC):
     tfds_split: str = "test"  # its held-out split, cut 1:4 into validate and test
     package_source: str = ""  # an installed package that ships the benchmark (`data_dir=package:NAME`)
     package_contents: str = ""  # what that package ships, for the ways to get the data
+    package_splits: tuple[str, ...] = SPLITS  # the splits that package ships (it may add a train pool)
     data_layout: str = ""  # the files a data directory holds for this task, and where they come from
     split_note: str = "validate and test come from the files of the same names"
 
@@ -78,9 +79,13 @@ class Task(abc.ABC):
 
         With no data there, MissingData names this task, the path tried and the ways to get the data.
         """
-        if split not in SPLITS:
-            raise DataError(f"task {self.name!r}: unknown split {split!r}; expected one of {SPLITS}")
         location = str(data_dir)
+        splits = self.splits_at(location)
+        if split not in splits:
+            elsewhere = (f" ({PACKAGE_PREFIX}{self.package_source} ships a {split} split)"
+                         if self.package_source and split in self.package_splits else "")
+            raise DataError(f"task {self.name!r}: unknown split {split!r} at {location}; "
+                            f"it has {', '.join(splits)}{elsewhere}")
         try:
             if location.startswith(TFDS_PREFIX):
                 if not self.tfds_name:
@@ -93,6 +98,13 @@ class Task(abc.ABC):
         except MissingData as error:
             raise MissingData(error.tried, error.detail, self.name, self.ways_to_get_data()) from None
         return as_dataset(rows, self.to_example)
+
+    def splits_at(self, location: str) -> tuple[str, ...]:
+        """The splits a data location serves: validate and test everywhere, and at the package that
+        ships this task the splits it ships (a pool to train on is never cut from a test split)."""
+        if self.package_source and location == f"{PACKAGE_PREFIX}{self.package_source}":
+            return self.package_splits
+        return SPLITS
 
     def ways_to_get_data(self) -> list[str]:
         """Every data location that serves this task, `{flag}` standing for the option that sets it."""
@@ -117,8 +129,8 @@ class Task(abc.ABC):
 
     def score(self, prediction: object, example: Example) -> float:
         """1.0 for a correct answer, 0.0 otherwise (F1 tasks return a value in [0, 1])."""
-        raise TypeError(f"task {self.name!r} is a code task: score it by running check_program() in the sandbox")
+        raise TypeError(f"task {self.name!r} is a code task: score it with run_hidden_tests() and a sandbox")
 
-    def check_program(self, prediction: object, example: Example) -> str:
-        """A Python program that exits 0 iff `prediction` passes the hidden tests (code tasks only)."""
+    async def run_hidden_tests(self, prediction: object, example: Example, run_code, timeout_s: float):
+        """pass@1 on the hidden tests (code tasks only: tasks/code_tasks.py)."""
         raise TypeError(f"task {self.name!r} is not a code task: use score()")

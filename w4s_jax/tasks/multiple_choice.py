@@ -46,7 +46,9 @@ def extract_choice(prediction: object, options: list[str]) -> str | None:
     """The letter a prediction chose, or None."""
     if prediction is None or isinstance(prediction, bool):
         return None
-    text = str(prediction).strip()
+    # Runs of whitespace as one space: the cues read whitespace only through \s, so they find the same
+    # letters, and "answer" before a long run of spaces cannot make a cue backtrack over every split.
+    text = " ".join(str(prediction).split())
     for pattern in _CUES:
         matches = pattern.findall(text)
         if matches:

@@ -33,6 +33,10 @@ from fractions import Fraction
 
 INTEGER_TOLERANCE = Fraction(1, 10**6)  # AFlow's GSM8K tolerance: float noise only
 DECIMAL_TOLERANCE_CAP = Fraction(1, 10**3)  # PAL's GSM-Hard tolerance: the loosest allowed
+# Exact conversion of "1e999999999" would build a billion-digit integer: a number written with more
+# digits or a larger exponent than these is not taken as a number (such an answer scores 0).
+MAX_DIGITS = 1000
+MAX_EXPONENT = 1000
 
 _NUMBER = re.compile(
     r"(?<![\w.])(-?\s?\d{1,3}(?:,\d{3})+(?:\.\d+)?"
@@ -45,21 +49,40 @@ _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 def parse_number(text: str) -> Fraction | None:
     """The exact value of a number string such as "1,000", "-3.5", "3/4", ".5" or "2e-06"; None if not one."""
     cleaned = text.replace(",", "").replace(" ", "").strip()
+    if len(cleaned) > 2 * MAX_DIGITS + 16:  # before Decimal() reads it: nothing this long is in bounds
+        return None
     try:
         if "/" in cleaned:
-            numerator, denominator = cleaned.split("/", 1)
-            return Fraction(Decimal(numerator)) / Fraction(Decimal(denominator))
-        value = Decimal(cleaned)
+            numerator, denominator = (_bounded_decimal(part) for part in cleaned.split("/", 1))
+            if numerator is None or denominator is None:
+                return None
+            return Fraction(numerator) / Fraction(denominator)
+        value = _bounded_decimal(cleaned)
     except (InvalidOperation, ValueError, ZeroDivisionError):
         return None
-    return Fraction(value) if value.is_finite() else None
+    return None if value is None else Fraction(value)
+
+
+def _bounded_decimal(text: str) -> Decimal | None:
+    """Decimal(text) when it is finite with at most MAX_DIGITS digits and |exponent| <= MAX_EXPONENT,
+    else None: checked before any exact (Fraction) conversion, whose cost grows with 10**exponent."""
+    value = Decimal(text)
+    if not value.is_finite():
+        return None
+    digits, exponent = value.as_tuple().digits, value.as_tuple().exponent
+    if len(digits) > MAX_DIGITS or abs(exponent) > MAX_EXPONENT or abs(value.adjusted()) > MAX_EXPONENT:
+        return None
+    return value
 
 
 def written_decimals(text: str) -> int | None:
     """Decimals a number string shows ("2.50" -> 2, "2.0107e-06" -> 10, "18" -> 0); None for a fraction."""
     cleaned = text.replace(",", "").replace(" ", "").strip()
     try:
-        exponent = Decimal(cleaned).as_tuple().exponent
+        value = _bounded_decimal(cleaned)
+        if value is None:
+            return None
+        exponent = value.as_tuple().exponent
     except (InvalidOperation, ValueError):
         return None
     return max(0, -exponent) if isinstance(exponent, int) else None
@@ -70,7 +93,7 @@ def extract_number(prediction: object) -> Fraction | None:
     if isinstance(prediction, bool) or prediction is None:
         return None
     if isinstance(prediction, int):
-        return Fraction(prediction)
+        return Fraction(prediction) if len(str(abs(prediction))) <= MAX_DIGITS else None
     if isinstance(prediction, float):
         return Fraction(prediction) if math.isfinite(prediction) else None
     text = str(prediction)

@@ -2,7 +2,9 @@
 
 Every candidate coroutine of every rollout asks for one reply at a time. The batcher gathers these
 requests and sends them together, so the meta-agent sees large batches (what an accelerator wants)
-while evaluations keep running concurrently.
+while evaluations keep running concurrently. The m candidates of a turn ask for replies to the same
+conversation (each with its own seed), so in one batch the in-process sampler prefills that prompt
+once for all of them (`sampling.shared_prefill`).
 
 Participants are the coroutines that may still ask for a reply. They enter only through
 `GenerationBatcher.gather`, which counts each from before any of them starts until it ends, so no

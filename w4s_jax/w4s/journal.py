@@ -6,7 +6,8 @@ runs again from the start, but every generation and evaluation whose key is jour
 from the journal, so nothing paid for is paid again, and the replayed run takes the same decisions.
 
 Each record is `{"kind": ..., "key": ..., **payload}`; (kind, key) is unique. A line cut short by a
-crash is dropped on load (and cut off the file) since its result was never acted upon.
+crash is dropped on load (and cut off the file) since its result was never acted upon; any other bad
+line is a `DataError` naming the file and line (the CLI exits 2 and nothing is overwritten).
 """
 
 from __future__ import annotations
@@ -15,6 +16,29 @@ import json
 import os
 import pathlib
 from typing import Any
+
+from w4s_jax import crash_points
+from w4s_jax.data_errors import DataError
+
+
+def read_journal(path: pathlib.Path) -> tuple[list[dict[str, Any]], int]:
+    """(the records of the journal at `path`, the length of its whole lines); a line cut short at the
+    end is left out, any other bad line is a `DataError` naming the file and line. Reads only."""
+    data = path.read_bytes()
+    good_end = data.rfind(b"\n") + 1
+    records = []
+    for number, line in enumerate(data[:good_end].splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as error:
+            record = error
+        if not isinstance(record, dict) or not {"kind", "key"} <= record.keys():
+            raise DataError(f"{path}:{number}: corrupt journal line ({str(record)[:120]}); expected a JSON object "
+                            "with 'kind' and 'key'; move the file away to start the run afresh")
+        records.append(record)
+    return records, good_end
 
 
 class Journal:
@@ -31,19 +55,11 @@ class Journal:
     def _load(self) -> None:
         if not self.path.exists():
             return
-        data = self.path.read_bytes()
-        good_end = data.rfind(b"\n") + 1
-        if good_end < len(data):
+        records, good_end = read_journal(self.path)
+        if good_end < self.path.stat().st_size:  # checked first: a corrupt file is left as it is
             with open(self.path, "r+b") as handle:
                 handle.truncate(good_end)
-        for number, line in enumerate(data[:good_end].splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{self.path}:{number}: corrupt journal line ({error}); "
-                                 "move the file away to start the run afresh") from error
+        for record in records:
             self._records[(record["kind"], record["key"])] = record
             self._order.append(record)
 
@@ -60,7 +76,13 @@ class Journal:
         if existing is not None:
             return existing
         record = {"kind": kind, "key": key, **payload}
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        line = json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"  # strict JSON
+        crash_points.reached(f"journal:{kind}")
+        if crash_points.due(f"journal-torn:{kind}"):  # a crash mid-write leaves half a line
+            self._file.write(line[: len(line) // 2])
+            self._file.flush()
+            crash_points.kill()
+        self._file.write(line)
         self._file.flush()
         os.fsync(self._file.fileno())
         self._records[(kind, key)] = record

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from w4s_jax.executor.accounting import Ledger
 from w4s_jax.w4s.policy import OpenAIPolicy, Policy, SamplerPolicy
 
 
-def policy_from_config(config: Any) -> Policy:
+def policy_from_config(config: Any, ledger: Ledger | None = None) -> Policy:
+    """`ledger`: the command's budget, which an API meta-agent spends from (the in-process one costs nothing)."""
     if config.meta_agent.kind == "openai":
-        return OpenAIPolicy.from_config(config.meta_agent)
+        return OpenAIPolicy.from_config(config.meta_agent, ledger)
     from w4s_jax.models import model_from_config
     from w4s_jax.parallel.mesh import mesh_from_config
     from w4s_jax.sampling.chat import ChatTokenizer

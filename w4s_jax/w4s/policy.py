@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from w4s_jax import crash_points
 from w4s_jax.executor.accounting import Ledger, estimate_prompt_tokens_upper_bound, reply_tokens
 
 Conversation = list[dict[str, str]]
@@ -75,7 +76,7 @@ class OpenAIPolicy:
     process_count = 1
 
     def __init__(self, base_url: str, model: str, *, api_key: str = "", timeout_s: float = 600.0,
-                 max_concurrency: int = 16, max_retries: int = 3) -> None:
+                 max_concurrency: int = 16, max_retries: int = 3, ledger: Ledger | None = None) -> None:
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -84,15 +85,16 @@ class OpenAIPolicy:
         self.max_retries = max_retries
         self.too_long = 0
         self.usage = TokenUsage()
-        # The run's budget (the executor client's Ledger, set by the runner): an API meta-agent spends
-        # from it like the executor, under role "meta-agent", priced from executor.prices.
-        self.ledger: Ledger | None = None
+        # The command's budget (w4s.budget.command_ledger, which the executor client shares): an API
+        # meta-agent spends from it like the executor, under role "meta-agent", priced from
+        # executor.prices. None: its calls are counted in `usage` but not priced.
+        self.ledger = ledger
 
     @classmethod
-    def from_config(cls, meta_agent_cfg: Any) -> OpenAIPolicy:
+    def from_config(cls, meta_agent_cfg: Any, ledger: Ledger | None = None) -> OpenAIPolicy:
         key = os.environ.get(meta_agent_cfg.api_key_env, "") if meta_agent_cfg.api_key_env else ""
-        return cls(meta_agent_cfg.base_url, meta_agent_cfg.model, api_key=key,
-                   timeout_s=meta_agent_cfg.timeout_s, max_concurrency=meta_agent_cfg.max_concurrency)
+        return cls(meta_agent_cfg.base_url, meta_agent_cfg.model, api_key=key, timeout_s=meta_agent_cfg.timeout_s,
+                   max_concurrency=meta_agent_cfg.max_concurrency, ledger=ledger)
 
     async def _one(self, session: aiohttp.ClientSession, conversation: Conversation, n: int,
                    temperature: float, max_new_tokens: int, seed: int) -> list[str]:
@@ -210,6 +212,7 @@ class SamplerPolicy:
             results = await asyncio.to_thread(self._sample, entries) if entries else []
         else:
             results, _ = await asyncio.to_thread(self._round, entries, False)
+        crash_points.reached("generation")  # sampled, not yet journaled
         replies = [[""] * n for _ in prompts]
         for index, result in zip(fits, results):
             replies[index] = [completion.text for completion in result[0]]

@@ -16,18 +16,21 @@ import logging
 import pathlib
 from typing import Any
 
+from w4s_jax import crash_points
 from w4s_jax import tasks as task_registry
 from w4s_jax.executor import ExecutorClient
+from w4s_jax.executor.accounting import Ledger
 from w4s_jax.executor.errors import BudgetExceeded
 from w4s_jax.sandbox import Sandbox
 from w4s_jax.w4s.archive import Archive
+from w4s_jax.w4s.budget import command_ledger
 from w4s_jax.w4s.episode import Rollout
 from w4s_jax.w4s.evaluations import JournaledEvaluations
 from w4s_jax.w4s.generation_batcher import GenerationBatcher
 from w4s_jax.w4s.hosts import choose_across_hosts, first_reason, gather_records, host_output_dir, host_share
 from w4s_jax.w4s.journal import Journal
 from w4s_jax.w4s.policy import ROLE as META_ROLE
-from w4s_jax.w4s.policy import OpenAIPolicy, Policy
+from w4s_jax.w4s.policy import Policy
 from w4s_jax.w4s.progress import ProgressView
 from w4s_jax.w4s.report import BestWorkflow, plot_curves, write_report
 from w4s_jax.w4s.sandbox_evaluator import SandboxEvaluator
@@ -49,9 +52,12 @@ class RunResult:
     stopped_reason: str
 
 
-def run_w4s(config: Any, policy: Policy, output_dir: str | pathlib.Path) -> RunResult:
-    """Synchronous entry point (one event loop for the whole run)."""
-    return asyncio.run(run_w4s_async(config, policy, output_dir))
+def run_w4s(config: Any, policy: Policy, output_dir: str | pathlib.Path, *,
+            ledger: Ledger | None = None) -> RunResult:
+    """Synchronous entry point (one event loop for the whole run). `ledger`: the command's budget
+    (w4s.budget.command_ledger), shared by all its collections and its meta-agent policy; None = a
+    budget of this collection alone, journaled in its output_dir."""
+    return asyncio.run(run_w4s_async(config, policy, output_dir, ledger=ledger))
 
 
 async def _run_rollout(rollout: Rollout) -> None:
@@ -74,7 +80,8 @@ def _choose(task_name: str, rollouts: list[Rollout]) -> BestWorkflow | None:
                         f"best_workflow_{task_name}.py")
 
 
-async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.Path) -> RunResult:
+async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.Path, *,
+                        ledger: Ledger | None = None) -> RunResult:
     settings = loop_settings(config)
     full_plan = rollout_plan(config)
     all_ids = [f"{name}-s{seed}" for name, seed in full_plan]
@@ -86,11 +93,13 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
     output_dir.mkdir(parents=True, exist_ok=True)
     journal = Journal(output_dir / "journal.jsonl")
     check_resume_fingerprint(journal, config)
-    executor = ExecutorClient.from_config(config.executor, output_dir)
-    if isinstance(policy, OpenAIPolicy):
-        policy.ledger = executor.ledger  # an API meta-agent spends from the run's budget too
+    own_ledger = ledger is None
+    if own_ledger:
+        ledger = command_ledger(config, output_dir)
+    executor = ExecutorClient.from_config(config.executor, output_dir, ledger=ledger)
+    usage_before = executor.usage()
     tasks = {name: task_registry.get_task(name, config.task.seed) for name, _ in full_plan}
-    val_examples = {name: tasks[name].load("validate", config.task.data_dir, config.task.val_limit)
+    val_examples = {name: tasks[name].load(config.task.val_split, config.task.data_dir, config.task.val_limit)
                     for name in dict.fromkeys(name for name, _ in plan)}
     batcher = GenerationBatcher(policy, journal, temperature=float(config.sampling.temperature),
                                 max_new_tokens=int(config.sampling.max_new_tokens),
@@ -126,13 +135,16 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
         progress.close()
         await executor.aclose()
         journal.close()
+        if own_ledger:
+            ledger.close()
     for choice in best:
         (output_dir / choice.path).write_text(choice.source, encoding="utf-8")
+    crash_points.reached("trajectories")
     trajectories_path = output_dir / "trajectories.jsonl"
     count = write_trajectories(trajectories_path, gather_records(
         [record for rollout in rollouts for record in trajectory_records(run_name, rollout)]))
     plot_curves(rollouts, output_dir / "validation_curve.png")
-    usage = executor.usage()
+    usage = _usage_since(usage_before, executor.usage())
     meta = _meta_agent_summary(policy, batcher, usage)
     report_path = output_dir / "report.md"
     evaluation_counts = {"run": evaluations.paid, "replayed": evaluations.replayed}
@@ -142,11 +154,30 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
     summary = {"run": run_name, "stopped_reason": stopped, "trajectories": count, "meta_agent": meta,
                "evaluations": evaluation_counts,
                "executor_spent_usd": usage.get("spent_usd", 0.0),
+               "command_spent_usd": usage["command_spent_usd"],
                "best": {b.task: {"rollout": b.rollout_id, "origin": b.origin, "val_score": b.val_score,
                                  "test_score": b.test_score, "file": b.path} for b in best}}
+    crash_points.reached("result")
     (output_dir / "result.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return RunResult(output_dir, trajectories_path, report_path, output_dir / "journal.jsonl",
                      {b.task: b for b in best}, count, stopped)
+
+
+def _usage_since(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """This collection's share of a ledger that the command's other collections share: counters and
+    dollars since `before`; `command_spent_usd` is the command's total (earlier processes included)."""
+    def minus(now: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+        return {name: value - then.get(name, 0) if isinstance(value, int | float) and not isinstance(value, bool)
+                else value for name, value in now.items()}
+
+    old_entries = before["by_model_role"]
+    usage = minus({name: value for name, value in after.items() if name not in ("budget_usd", "reserved_usd")},
+                  before)
+    usage.update(budget_usd=after["budget_usd"], reserved_usd=after["reserved_usd"],
+                 command_spent_usd=after["spent_usd"], spent_before_usd=after.get("spent_before_usd", 0.0),
+                 by_model_role={key: minus(entry, old_entries.get(key, {}))
+                                for key, entry in after["by_model_role"].items()})
+    return usage
 
 
 def _meta_agent_summary(policy: Policy, batcher: GenerationBatcher, usage: dict[str, Any]) -> dict[str, Any]:

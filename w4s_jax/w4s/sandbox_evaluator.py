@@ -7,7 +7,9 @@ source (the sandbox reports its number).
 Why the handler wrapper: the sandbox hands every failure of an agent call back to the workflow as
 an exception it may even catch, so an exhausted budget or a dead executor endpoint would look like
 a bad workflow scoring 0, and that wrong score would be journaled for good. The wrapper notes such
-executor failures per workflow, and the evaluation then raises instead of returning a score.
+executor failures per workflow, and the evaluation then raises instead of returning a score. A request
+the endpoint rejects for what it asks (HTTP 400/413/422: a prompt over the context length, no valid
+JSON from a weak model) is the workflow's doing: that stays the sample's error.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class SandboxEvaluator:
             try:
                 return await forward(method, kwargs, scope)
             except ExecutorError as error:
-                self.failures.setdefault(scope.split(":", 1)[0], error)
+                if not error.request_rejected:  # a rejected request is the sample's error, not the run's
+                    self.failures.setdefault(scope.split(":", 1)[0], error)
                 raise
 
         sandbox.handler = handle

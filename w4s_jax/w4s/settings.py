@@ -79,7 +79,7 @@ def check_meta_agent(config: Any) -> None:
 # Left out on purpose: endpoints and ports, concurrency, limits, progress, max_iterations (a finished
 # run may be extended) and test_eval.
 RESUME_FIELDS = (
-    "task.name", "task.data_dir", "task.val_limit", "task.seed", "model.preset", "model.path",
+    "task.name", "task.data_dir", "task.val_split", "task.val_limit", "task.seed", "model.preset", "model.path",
     "meta_agent.kind", "meta_agent.model", "executor.model", "sampling.temperature", "sampling.top_p",
     "sampling.top_k", "sampling.max_new_tokens", "w4s.tasks", "w4s.seeds", "w4s.candidates_per_turn",
     "w4s.turns_per_episode", "w4s.max_repairs", "w4s.check_samples", "w4s.reward", "w4s.invalid_reward",
