@@ -3,7 +3,7 @@ time for TPU slices on this host.
 
 Full run (minutes per program, several GB of RAM; run rows one at a time): Qwen2.5-Coder-7B full
 fine-tuning at 8192 tokens on v5p-8, 7B LoRA on v5e-8, 32B full fine-tuning on v5p-64. Each row
-compiles the train step (at the micro-batch the automatic search found, `w4s-jax aot` with
+compiles the train step (at the largest micro-batch found to fit, `w4s-jax aot` with
 micro_batch 0; the sampler's parameter copy is reserved beside it), then on its mesh the sampler's
 prefill and decode for one generation batch as the runner forms it (64 rows: the sampler's
 max_batch, i.e. all rollouts x 5 candidates of a collection up to 64; 4,096-token prompts, 2,048 new
@@ -25,7 +25,7 @@ from w4s_jax.rlao.settings import LoraConfig
 PAPER_GENERATION = GenerationShape(rows=64, candidates=5, prompt_len=4096, new_tokens=2048)
 # (label, preset, topology, seq_len, lora, parameter dtype, micro_batch: 0 = search the largest that fits)
 ROWS = (
-    ("7B full", "qwen2p5_coder_7b", "v5p-8", 8192, False, "float32", 36),
+    ("7B full", "qwen2p5_coder_7b", "v5p-8", 8192, False, "float32", 24),
     ("7B LoRA", "qwen2p5_coder_7b", "v5e-8", 8192, True, "bfloat16", 8),
     ("32B full", "qwen2p5_32b", "v5p-64", 8192, False, "float32", 32),
 )

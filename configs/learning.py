@@ -65,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.executor.model = "simulated-executor"
     config.executor.api_key_env = ""
-    # Nominal dollars at GPT-4o-mini prices (the simulation costs nothing).
+    # Nominal dollars at GPT-4o-mini prices (the simulation costs nothing), for the whole command.
     config.executor.budget_usd = 200.0
     config.executor.prices = ml_collections.ConfigDict(
         {"simulated-executor": {"input": 0.15, "output": 0.60}}, allow_dotted_keys=True

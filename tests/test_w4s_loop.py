@@ -440,6 +440,7 @@ def test_budget_exhaustion_stops_the_run_without_journaling_false_scores(tmp_pat
         config = run_config(shared_data_dir, meta.url, executor.url)
         config.executor.model = "gpt-4o-mini"  # priced, so the budget binds
         config.sandbox.workers = 1  # one call at a time: each reserves its worst case ($0.00258) first
+        config.executor.max_tokens = 4096  # the cot seed's max_completion_tokens, uncapped: that worst case
         config.executor.budget_usd = 0.00258 + 0.0003  # the seed's 6 calls fit; turn 1's evaluations do not
         result = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent), tmp_path / "budget")
     assert result.stopped_reason.startswith("executor budget exceeded for model 'gpt-4o-mini'")

@@ -77,13 +77,19 @@ def main(config: ml_collections.ConfigDict) -> None:
 def _run(config: ml_collections.ConfigDict, output_dir: pathlib.Path) -> dict:
     from w4s_jax.cli.w4s_run import in_process_meta_agent
     from w4s_jax.learning.experiment import Experiment
+    from w4s_jax.w4s.budget import command_ledger
 
     loading = time.perf_counter()
     agent = in_process_meta_agent(config)
     load_wall_s = time.perf_counter() - loading
-    experiment = Experiment(config, model_config=agent.model_config, mesh=agent.mesh, params=agent.params,
-                            tokenizer=agent.tokenizer, sampler=agent.sampler, policy=agent.policy, output_dir=output_dir)
-    return experiment.run() | {"load_wall_s": load_wall_s}
+    ledger = command_ledger(config, output_dir)  # executor.budget_usd caps the whole experiment, across resumes
+    try:
+        experiment = Experiment(config, model_config=agent.model_config, mesh=agent.mesh, params=agent.params,
+                                tokenizer=agent.tokenizer, sampler=agent.sampler, policy=agent.policy,
+                                output_dir=output_dir, ledger=ledger)
+        return experiment.run() | {"load_wall_s": load_wall_s, "executor_spent_usd": ledger.report()["spent_usd"]}
+    finally:
+        ledger.close()
 
 
 def _machine() -> dict:

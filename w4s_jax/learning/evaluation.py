@@ -47,27 +47,29 @@ def baseline_names(task: Any) -> tuple[str, ...]:
 
 
 def score_baselines(names: Sequence[str], task: Any, examples: Sequence[Any], sandbox_settings: Any,
-                    executor_config: Any, output_dir: pathlib.Path) -> dict[str, dict]:
-    """Each built-in workflow scored on `examples`: score, per-problem scores, executor cost."""
-    return asyncio.run(_score_baselines(names, task, examples, sandbox_settings, executor_config, output_dir))
+                    executor_config: Any, output_dir: pathlib.Path, ledger: Any) -> dict[str, dict]:
+    """Each built-in workflow scored on `examples`: score, per-problem scores, executor cost (spent from
+    the command's `ledger`)."""
+    return asyncio.run(_score_baselines(names, task, examples, sandbox_settings, executor_config, output_dir,
+                                        ledger))
 
 
 async def _score_baselines(names: Sequence[str], task: Any, examples: Sequence[Any], sandbox_settings: Any,
-                           executor_config: Any, output_dir: pathlib.Path) -> dict[str, dict]:
+                           executor_config: Any, output_dir: pathlib.Path, ledger: Any) -> dict[str, dict]:
     from w4s_jax.executor import ExecutorClient
     from w4s_jax.sandbox import Sandbox
     from w4s_jax.w4s.scoring import evaluate_workflow, executor_handler
     from w4s_jax.workflows import builtin_source
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    executor = ExecutorClient.from_config(executor_config, output_dir)
+    executor = ExecutorClient.from_config(executor_config, output_dir, ledger=ledger)
     results = {}
     try:
         async with Sandbox(sandbox_settings, executor_handler(executor)) as sandbox:
             for name in names:
                 before = executor.usage()
                 report = await evaluate_workflow(builtin_source(name), task, examples, sandbox, executor)
-                after = executor.usage()
+                after = executor.usage()  # the command's ledger: this baseline's share is the difference
                 results[name] = {
                     "test_score": report.score,
                     "test_cases": {sample["id"]: float(sample["correct"]) for sample in report.samples},

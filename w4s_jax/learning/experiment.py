@@ -135,11 +135,12 @@ class Experiment:
 
     def __init__(self, config: ml_collections.ConfigDict, *, model_config: ModelConfig, mesh: Any, params: dict,
                  tokenizer: TrainingTokenizer, sampler: Any, policy: Any, output_dir: str | pathlib.Path,
-                 log: Callable[[str], None] = print) -> None:
+                 ledger: Any, log: Callable[[str], None] = print) -> None:
         check_learning_config(config)
         self.config = config
         self.model_config, self.mesh, self.base_params = model_config, mesh, params
         self.tokenizer, self.sampler, self.policy = tokenizer, sampler, policy
+        self.ledger = ledger  # the command's one budget (w4s/budget.py): every collection, optimization, baseline
         self.output_dir = pathlib.Path(output_dir)
         self.log = log
         self.graphdef, _ = abstract_model(model_config)
@@ -178,7 +179,7 @@ class Experiment:
         """One training collection with `params`: its metrics and trajectory file."""
         started = time.perf_counter()
         self._set_params(params)
-        result = run_w4s(self.training_config(), self.policy, directory)
+        result = run_w4s(self.training_config(), self.policy, directory, ledger=self.ledger)
         records = read_candidates(result.trajectories_path)
         metrics = collection_metrics(records, best_seed_score(result.output_dir))
         entry = {"collection": str(result.output_dir), "trajectories": str(result.trajectories_path),
@@ -214,7 +215,7 @@ class Experiment:
         started = time.perf_counter()
         seeds = ",".join(str(TEACHER_SEED_OFFSET + i) for i in range(self.config.learning.warm_start_rollouts))
         result = run_w4s(self.training_config(w4s__seeds=seeds), VariantTeacher(),
-                         self.output_dir / "warm_start" / "collect")
+                         self.output_dir / "warm_start" / "collect", ledger=self.ledger)
         records = read_candidates(result.trajectories_path)
         metrics = collection_metrics(records, best_seed_score(result.output_dir))
         self.log(f"learn: warm-start data (teacher): {_summary(metrics)}")
@@ -272,7 +273,7 @@ class Experiment:
                     started = time.perf_counter()
                     directory = self.output_dir / "eval" / task.name / arm / f"seed_{seed}"
                     run = run_w4s(self.optimization_config(task, seed, turns=turns, candidates=candidates),
-                                  self.policy, directory)
+                                  self.policy, directory, ledger=self.ledger)
                     entry = optimization_entry(run, task.name) | {"wall_s": time.perf_counter() - started,
                                                                    "turns": turns, "candidates_per_turn": candidates}
                     results[task.name][arm][str(seed)] = entry
@@ -292,7 +293,7 @@ class Experiment:
             for seed in eval_seeds(self.config):
                 config = self.optimization_config(task, seed, turns=1, candidates=1)
                 scored = score_baselines(names, task_object, examples, config.sandbox, config.executor,
-                                         self.output_dir / "baselines" / task.name / f"seed_{seed}")
+                                         self.output_dir / "baselines" / task.name / f"seed_{seed}", self.ledger)
                 for name, entry in scored.items():
                     per_name[name][str(seed)] = entry
                 self.log(f"learn: baselines {task.name} seed {seed}: " +
