@@ -168,6 +168,7 @@ def test_paired_difference_is_per_seed_on_common_problems_with_intervals():
     assert difference["mean"] == pytest.approx(1 / 3)
     assert difference["low"] == pytest.approx(1 / 3) and difference["high"] == pytest.approx(1 / 3)  # no spread
     assert difference["excludes_zero"]
+    assert json.loads(json.dumps(difference, allow_nan=False)) == difference  # plain JSON types only
     assert difference["bootstrap_low"] <= difference["mean"] <= difference["bootstrap_high"]
     summary = score_summary(a)
     assert summary["mean"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3) and summary["low"] < summary["mean"]

@@ -29,7 +29,8 @@ def t_interval(values: Sequence[float]) -> tuple[float, float | None, float | No
     mean = statistics.fmean(values)
     if len(values) < 2:
         return mean, None, None
-    half = scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    quantile = float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1))  # plain floats: reports are JSON
+    half = quantile * statistics.stdev(values) / math.sqrt(len(values))
     return mean, mean - half, mean + half
 
 
@@ -67,4 +68,4 @@ def paired_difference(a: PerSeed, b: PerSeed, *, seed: int = 0) -> dict:
     return {"per_seed": {str(s): v for s, v in per_seed.items()}, "mean": mean, "low": low, "high": high,
             "bootstrap_low": draws[int(tail * BOOTSTRAP_DRAWS)],
             "bootstrap_high": draws[int((1 - tail) * BOOTSTRAP_DRAWS) - 1],
-            "excludes_zero": low is not None and (low > 0 or high < 0)}
+            "excludes_zero": bool(low is not None and (low > 0 or high < 0))}
