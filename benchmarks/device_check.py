@@ -63,15 +63,9 @@ def measured_peak(size: int, repeats: int) -> float:
     import jax
     import jax.numpy as jnp
 
-    a = jax.random.normal(jax.random.key(0), (size, size), jnp.bfloat16)
-    matmul = jax.jit(lambda x: x @ x)
-    matmul(a).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+    from w4s_jax.rlao.flops import measured_matmul_peak
+
+    return measured_matmul_peak(jax.devices()[0], jnp.bfloat16, size, repeats)
 
 
 def measured_bandwidth(nbytes: int, repeats: int) -> float:

@@ -55,8 +55,12 @@ def peak_for_kind(device_kind: str) -> float | None:
 @functools.cache
 def measured_cpu_peak(size: int = 2048, repeats: int = 5) -> float:
     """FLOP/s of a float32 [size, size] matmul on this host's first CPU device (best of repeats)."""
-    device = jax.devices("cpu")[0]
-    a = jax.device_put(jnp.ones((size, size), jnp.float32), device)
+    return measured_matmul_peak(jax.devices("cpu")[0], jnp.float32, size, repeats)
+
+
+def measured_matmul_peak(device: jax.Device, dtype: jnp.dtype, size: int, repeats: int) -> float:
+    """FLOP/s of a [size, size] @ [size, size] matmul in `dtype` on `device` (best of repeats, after a warm-up)."""
+    a = jax.device_put(jnp.ones((size, size), dtype), device)
     matmul = jax.jit(lambda x: x @ x)
     matmul(a).block_until_ready()
     best = float("inf")
