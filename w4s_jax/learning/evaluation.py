@@ -49,9 +49,20 @@ def baseline_names(task: Any) -> tuple[str, ...]:
 def score_baselines(names: Sequence[str], task: Any, examples: Sequence[Any], sandbox_settings: Any,
                     executor_config: Any, output_dir: pathlib.Path, ledger: Any) -> dict[str, dict]:
     """Each built-in workflow scored on `examples`: score, per-problem scores, executor cost (spent from
-    the command's `ledger`)."""
-    return asyncio.run(_score_baselines(names, task, examples, sandbox_settings, executor_config, output_dir,
-                                        ledger))
+    the command's `ledger`). Kept in `output_dir/scores.json`, so a resumed experiment reads them back
+    instead of running every sample and hidden test again."""
+    saved = output_dir / "scores.json"
+    scored_on = {"workflows": list(names), "problems": [str(example.id) for example in examples]}
+    if saved.exists():
+        record = json.loads(saved.read_text(encoding="utf-8"))
+        if record["scored_on"] == scored_on:
+            return record["results"]
+    results = asyncio.run(_score_baselines(names, task, examples, sandbox_settings, executor_config, output_dir,
+                                           ledger))
+    partial = saved.with_suffix(".json.partial")
+    partial.write_text(json.dumps({"scored_on": scored_on, "results": results}, allow_nan=False), encoding="utf-8")
+    partial.replace(saved)  # complete or absent: a kill mid-write leaves no half file to read back
+    return results
 
 
 async def _score_baselines(names: Sequence[str], task: Any, examples: Sequence[Any], sandbox_settings: Any,
