@@ -15,12 +15,12 @@ setup(
     python_requires=">=3.11",
     # The top-level configs/ folder ships as the package w4s_jax.configs, so an installed w4s-jax finds
     # its default config files exactly as a checkout does.
-    packages=[*find_packages(include=["w4s_jax", "w4s_jax.*"]), "w4s_jax.configs"],
+    packages=[*find_packages(include=["w4s_jax", "w4s_jax.*"]), "w4s_jax.configs", "w4s_jax.tasks.package_data"],
     package_dir={"w4s_jax.configs": "configs"},
     include_package_data=True,
     # GSM8K train/validate/test pools (all from GSM8K's train split) for the offline learning experiment
     # (w4s_jax/tasks/package_data/README.md).
-    package_data={"w4s_jax.configs": ["README.md"], "w4s_jax.tasks": ["package_data/*"]},
+    package_data={"w4s_jax.configs": ["README.md"], "w4s_jax.tasks.package_data": ["*"]},
     install_requires=[
         f"jax=={JAX_VERSION}",
         "flax>=0.12",

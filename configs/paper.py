@@ -10,8 +10,8 @@ Built on base.py, so it serves optimize, collect, train and rlao alike.
 import ml_collections
 from w4s_jax.configs import base
 
-from w4s_jax.config.errors import ConfigError
 from w4s_jax.config.loading import config_arg
+from w4s_jax.config_errors import ConfigError
 
 BENCHMARKS = ("humaneval", "mbpp", "gsm8k", "gsm_hard", "math", "mgsm", "drop", "svamp", "gpqa", "hotpotqa")
 DEFAULT_HARDWARE = "v5p-8"

@@ -3,6 +3,7 @@ fixtures (benchmark data, SmolLM2 GGUF, the tiny model, meshes, RLAO trajectorie
 for a machine without torch or with fewer devices (`from conftest import requires_torch, ...`)."""
 
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
@@ -11,6 +12,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One persistent JAX compilation cache for the session's processes (both xdist workers and every CLI
+# subprocess a test starts inherit it): the same program, e.g. SmolLM2's sampler or train step at one
+# shape, is compiled once per suite instead of once per process. Kept between runs on this machine.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"w4s-jax-tests-jax-cache-{os.getuid()}"))
 
 import functools
 import importlib.util

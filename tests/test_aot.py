@@ -10,7 +10,7 @@ import jax
 import pytest
 from flax import nnx
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.models import get_preset
 from w4s_jax.models.decoder import Decoder
 from w4s_jax.rlao.aot import GIB, plan_and_compile, tpu_topology

@@ -11,9 +11,9 @@ import pytest
 from conftest import requires_devices
 
 from w4s_jax.config import config_checks, presets
-from w4s_jax.config.errors import ConfigError
 from w4s_jax.config.fields import FIELD_DOCS, iter_leaves
 from w4s_jax.config.loading import CONFIGS_DIR, config_arg, load_config_file
+from w4s_jax.config_errors import ConfigError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_FILES = sorted(path for path in CONFIGS_DIR.glob("*.py") if path.name != "__init__.py")

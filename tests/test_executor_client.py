@@ -9,7 +9,7 @@ import pathlib
 import pytest
 
 from w4s_jax.config import sections
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.executor import BudgetExceeded, ExecutorClient, ExecutorError
 from w4s_jax.executor.repliers import ReplyRequest
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint, count_tokens

@@ -15,8 +15,9 @@ import pytest
 from w4s_jax.executor.client import ExecutorClient
 from w4s_jax.executor.prompts import json_messages, text_messages
 from w4s_jax.executor.repliers import ReplyRequest
-from w4s_jax.executor.simulated import MODEL_NAME, SimulatedExecutor, build_problems, simulated_executor
+from w4s_jax.executor.simulated import simulated_executor
 from w4s_jax.executor.simulated_model import DEFAULT_RATES, Features, detect_features, solve_probability
+from w4s_jax.executor.simulated_replier import MODEL_NAME, SimulatedExecutor, build_problems
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 
 SEED = 3

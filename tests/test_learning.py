@@ -15,8 +15,8 @@ import sys
 import pytest
 from conftest import REPO_ROOT
 
-from w4s_jax.config.errors import ConfigError
 from w4s_jax.config.loading import load_config_file
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.executor import ExecutorClient
 from w4s_jax.executor.repliers import TableReplier
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
@@ -201,7 +201,7 @@ def test_the_experiment_refuses_settings_its_design_excludes(field, value, messa
 SMOKE = [
     "--config.w4s.seeds=100,101",
     "--config.w4s.candidates_per_turn=2",
-    "--config.sampling.max_new_tokens=96",
+    "--config.sampling.max_new_tokens=48",  # replies cut short: the smoke checks the protocol, not the replies
     "--config.learning.train_limit=3",
     "--config.task.val_limit=3",
     "--config.task.test_limit=4",

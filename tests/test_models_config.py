@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from w4s_jax.models.config import ModelConfig, get_preset
+from w4s_jax.models.config import ModelConfig
 from w4s_jax.models.decoder import Decoder
-from w4s_jax.models.presets import PRESETS
+from w4s_jax.models.presets import PRESETS, get_preset
 
 # Published parameter counts (model cards / Hub safetensors metadata).
 PUBLISHED_PARAMS = {

@@ -91,7 +91,7 @@ def test_train_is_only_where_it_ships(tmp_path):
 def test_eval_takes_a_shipped_split_and_names_them_for_another(tmp_path):
     """`w4s-jax eval` checks the split against what its data location serves."""
     from w4s_jax.cli.eval import load_examples
-    from w4s_jax.config.errors import ConfigError
+    from w4s_jax.config_errors import ConfigError
 
     config = ml_collections.ConfigDict({"task": "gsm8k", "seed": 0, "split": "train", "limit": 2,
                                         "data_dir": PACKAGE})

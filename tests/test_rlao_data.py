@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.rlao.examples import Example, WeightConfig, build_examples, example_weights
 from w4s_jax.rlao.pipeline import PipelineConfig, build_dataset
 from w4s_jax.rlao.shared_prefix import example_features
-from w4s_jax.rlao.trajectories import TrajectoryFormatError, read_trajectories, read_trajectory_file
 from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
+from w4s_jax.trajectory import TrajectoryFormatError, read_trajectories, read_trajectory_file
 
 
 def _record(**changes):

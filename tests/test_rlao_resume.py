@@ -89,3 +89,7 @@ def test_sigkill_and_sigterm_resume_bit_identically(tmp_path, rlao_trajectory_wr
     assert "resumed at step" in final.stderr + final.stdout
 
     assert _losses(run) == expected  # bit-identical on CPU, step by step
+    # The loop's clock adds up across the resumes: the preempted run's time and the final run's (the
+    # SIGKILLed run could write nothing).
+    attempts = json.loads((run / "phase_times.json").read_text())["attempts"]
+    assert len(attempts) == 2 and all(a["busy_s"]["training"] > 0 for a in attempts), attempts

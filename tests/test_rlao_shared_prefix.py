@@ -22,8 +22,8 @@ from w4s_jax.rlao.pipeline import (
 from w4s_jax.rlao.settings import LoraConfig, OptimizerConfig, StepConfig
 from w4s_jax.rlao.shared_prefix import build_units, example_features
 from w4s_jax.rlao.train_step import TrainProgram
-from w4s_jax.rlao.trajectories import read_trajectories
 from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
+from w4s_jax.trajectory import read_trajectories
 
 SEQ, ROWS, LR = 1024, 8, 1e-3
 CANDIDATES = (("vote over three calls", 1.0), ("guess", 0.0), ("ask twice and compare", 0.5))

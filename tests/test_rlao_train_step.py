@@ -18,8 +18,8 @@ from w4s_jax.rlao.pipeline import BATCH_AXES, BATCH_KEYS, PipelineConfig, build_
 from w4s_jax.rlao.settings import LoraConfig, OptimizerConfig, StepConfig
 from w4s_jax.rlao.shared_prefix import example_features
 from w4s_jax.rlao.train_step import TrainProgram
-from w4s_jax.rlao.trajectories import read_trajectories
 from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
+from w4s_jax.trajectory import read_trajectories
 
 SEQ, ROWS, LR = 512, 8, 1e-3
 MODEL = get_preset("tiny")

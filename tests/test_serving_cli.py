@@ -30,7 +30,9 @@ def test_serve_subprocess_answers_then_exits_cleanly_on_sigterm(smollm2_gguf_pat
         "--config.host=127.0.0.1", f"--config.port={port}",
     ]
     # One CPU device, like a plain machine; the checkout on the path as in the other CLI tests.
-    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+    # No persistent compilation cache: the first request must compile, so that it is still in flight at SIGTERM.
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env.update(XLA_FLAGS="", JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
     ready = threading.Event()

@@ -22,8 +22,8 @@ import pytest
 from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 from w4s_jax.executor.repliers import OracleStandIn
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
-from w4s_jax.rlao.trajectories import read_trajectories
 from w4s_jax.tasks import get_task
+from w4s_jax.trajectory import read_trajectories
 from w4s_jax.w4s.policy import OpenAIPolicy
 from w4s_jax.w4s.rewards import RewardRule
 from w4s_jax.w4s.runner import run_w4s

@@ -30,8 +30,8 @@ from w4s_jax.config.fields import iter_leaves
 from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
 from w4s_jax.executor.repliers import TableReplier
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint, spawn
-from w4s_jax.rlao.trajectories import read_trajectories
 from w4s_jax.tasks import get_task
+from w4s_jax.trajectory import read_trajectories
 from w4s_jax.w4s import prompts
 from w4s_jax.w4s.budget import command_ledger
 from w4s_jax.w4s.episode import derive_seed

@@ -16,9 +16,9 @@ from w4s_jax.executor.repliers import TableReplier
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 from w4s_jax.models import load_model
 from w4s_jax.parallel.mesh import make_mesh
-from w4s_jax.rlao.trajectories import read_trajectories
 from w4s_jax.sampling.byte_tokenizer import ByteChatTokenizer
 from w4s_jax.sampling.sampler import Sampler
+from w4s_jax.trajectory import read_trajectories
 from w4s_jax.w4s.policy import SamplerPolicy
 from w4s_jax.w4s.runner import run_w4s
 

@@ -10,9 +10,9 @@ import re
 import ml_collections
 import pytest
 
-from w4s_jax.config.errors import ConfigError
 from w4s_jax.config.fields import FIELD_DOCS, iter_leaves
 from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.w4s import prompts
 from w4s_jax.w4s.actions import parse_action
 from w4s_jax.w4s.feedback import describe_change, feedback_text

@@ -10,7 +10,7 @@ import pathlib
 import ml_collections
 
 from w4s_jax.config.config_checks import validate
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 
 # The compile runs on this host's CPU; libtpu only describes and compiles for the TPU topology.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

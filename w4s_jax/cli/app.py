@@ -10,9 +10,9 @@ from types import ModuleType
 from absl import app, flags
 from ml_collections import config_flags
 
-from w4s_jax.config.errors import ConfigError
 from w4s_jax.config.help import describe_fields
 from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.data_errors import DataError
 
 

@@ -9,7 +9,7 @@ import ml_collections
 
 from w4s_jax.cli import bench_report
 from w4s_jax.config.config_checks import validate
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 
 DOC = (
     "Run the project's benchmarks (benchmarks/*.py: forward, sampler, train step, sandbox, executor, "

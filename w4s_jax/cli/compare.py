@@ -31,7 +31,7 @@ import ml_collections
 from w4s_jax.cli.eval import load_examples, load_workflow, search_backend
 from w4s_jax.cli.local_executor import executor_kind, local_executor
 from w4s_jax.config import config_checks
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.w4s.atomic import atomic_write
 
 DOC = ("Compare the built-in baselines (cot, cot_sc, self_refine, and program-of-thought or code-with-tests) and "

@@ -4,7 +4,8 @@ The W4S run writes its own report (best workflow, validation curve, test score a
 trainer writes metrics.jsonl and orbax checkpoints. This page adds the training-loss plot, says
 plainly which part stood in for the strong executor, and what that executor did: calls and tokens
 (from the executor cache, where every answered call is stored), per-sample errors by kind (from the
-journal's evaluations), and a local server's peak memory (`executor_server.json`).
+journal's evaluations), and a local server's peak memory (`executor_server.json`); and where the
+time went, phase by phase (`phase_times.json` of the collection and of the training).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import ml_collections
 
+from w4s_jax import phase_clock
 from w4s_jax.cli.local_executor import SERVER_INFO
 from w4s_jax.rlao.metrics import read_metrics
 
@@ -93,6 +95,52 @@ def executor_section(config: ml_collections.ConfigDict, output_dir: pathlib.Path
     return [*lines, ""]
 
 
+def _phase_row(stage: str, phase: str, seconds: float, wall_s: float) -> str:
+    share = f"{100 * seconds / wall_s:.0f}%" if wall_s > 0 else "-"
+    return f"| {stage} | {phase} | {seconds:.1f} | {share} |"
+
+
+def time_section(collect_dir: pathlib.Path, train_dir: pathlib.Path) -> list[str]:
+    """The report's table of where the wall-clock time went: each phase's busy time (the union of
+    its intervals, so concurrent rollouts count once) and how much generation and evaluation
+    overlapped; each stage's rows add up to its wall time."""
+    collection, training = phase_clock.read_totals(collect_dir), phase_clock.read_totals(train_dir)
+    if collection is None and training is None:
+        return []
+    lines = ["## Time", "",
+             "Wall-clock seconds per phase (`phase_times.json` in the collection's and the training's "
+             "folder). A phase's time counts each second once however many rollouts were in it; executor "
+             "wait is part of sandbox evaluation; generation + evaluation - overlap + the rest = the stage's "
+             "wall time.", "",
+             "| stage | phase | seconds | share of the stage |", "|---|---|---|---|"]
+    if collection is not None:
+        wall, busy = collection["wall_s"], collection["busy_s"]
+        generation, evaluation = busy.get(phase_clock.GENERATION, 0.0), busy.get(phase_clock.EVALUATION, 0.0)
+        overlap = collection["overlap_s"].get(phase_clock.overlap_name(phase_clock.GENERATION,
+                                                                       phase_clock.EVALUATION), 0.0)
+        lines += [_phase_row("W4S collection", "wall clock", wall, wall),
+                  _phase_row("W4S collection", "meta-agent generation", generation, wall),
+                  _phase_row("W4S collection", "sandbox evaluation", evaluation, wall),
+                  _phase_row("W4S collection", "executor wait (within evaluation)",
+                             busy.get(phase_clock.EXECUTOR_WAIT, 0.0), wall),
+                  _phase_row("W4S collection", "generation and evaluation overlapped", overlap, wall),
+                  _phase_row("W4S collection", "the rest (setup, sandbox start, bookkeeping)",
+                             max(0.0, wall - generation - evaluation + overlap), wall)]
+    if training is not None:
+        wall, busy = training["wall_s"], training["busy_s"]
+        steps, saves = busy.get(phase_clock.TRAINING, 0.0), busy.get(phase_clock.CHECKPOINT, 0.0)
+        lines += [_phase_row("RLAO training", "wall clock", wall, wall),
+                  _phase_row("RLAO training", "train steps (compilation included)", steps, wall),
+                  _phase_row("RLAO training", "checkpoint saves", saves, wall),
+                  _phase_row("RLAO training", "the rest (data preparation, setup)",
+                             max(0.0, wall - steps - saves), wall)]
+    attempts = max(totals["attempts"] for totals in (collection, training) if totals is not None)
+    if attempts > 1:
+        lines += ["", f"Summed over the {attempts} processes that ran a stage (a resumed run adds to the "
+                  "earlier ones; one killed outright is missing)."]
+    return [*lines, ""]
+
+
 def plot_training_loss(records: list[dict], path: pathlib.Path) -> None:
     steps = [record["step"] for record in records]
     figure, axis = plt.subplots(figsize=(5, 3.2))
@@ -156,6 +204,7 @@ def write_demo_report(config: ml_collections.ConfigDict, output_dir: pathlib.Pat
         f"- Orbax checkpoint(s) at steps {steps}: `{checkpoint_dir.relative_to(output_dir) if checkpoint_dir.is_relative_to(output_dir) else checkpoint_dir}`.",
         "",
     ]
+    lines += time_section(collect_dir, train_dir)
     report = output_dir / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")
     return report

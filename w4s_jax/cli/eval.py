@@ -17,7 +17,7 @@ import time
 import ml_collections
 
 from w4s_jax.config import config_checks
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.w4s.atomic import atomic_write
 
 DOC = ("Evaluate one workflow file (or a built-in baseline: cot, cot_sc, self_refine, code_generation, "

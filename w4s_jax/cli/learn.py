@@ -13,7 +13,7 @@ import time
 import ml_collections
 from absl import logging as absl_logging
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 
 DOC = (
     "The learning experiment, the paper's protocol: the meta-agent is warm-started, then trained by RLAO "

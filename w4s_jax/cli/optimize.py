@@ -5,7 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from w4s_jax.cli import w4s_run
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 
 DOC = (
     "W4S at inference time: the meta-agent (meta_agent.kind='jax': the in-process model at "

@@ -9,7 +9,7 @@ import pathlib
 import ml_collections
 from absl import logging as absl_logging
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 
 DOC = (
     "RLAO rounds: collect W4S trajectories with the in-process JAX meta-agent, train on them "
@@ -28,7 +28,7 @@ def check_resume_files(output_dir: pathlib.Path) -> None:
     before their round writes anything)."""
     from w4s_jax.data_errors import DataError
     from w4s_jax.rlao.rounds import finished_collection
-    from w4s_jax.rlao.trajectories import TrajectoryFormatError, read_trajectories
+    from w4s_jax.trajectory import TrajectoryFormatError, read_trajectories
     from w4s_jax.w4s.journal import read_journal
 
     for collection in sorted(output_dir.glob("*/collect")):

@@ -9,7 +9,7 @@ import sys
 import ml_collections
 
 from w4s_jax.config import config_checks
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 
 DOC = ("OpenAI-compatible HTTP server (/v1/models, /v1/chat/completions with n, temperature, top_p, "
        "max_tokens, stop, seed, stream, response_format json_object) over the JAX sampler; requests join the "

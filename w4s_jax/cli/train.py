@@ -8,7 +8,7 @@ import ml_collections
 from absl import logging as absl_logging
 
 from w4s_jax.config.config_checks import validate
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 
 DOC = (
     "RLAO: reward-weighted regression of the meta-agent on W4S trajectory files (train.data). "
@@ -27,7 +27,7 @@ def main(config: ml_collections.ConfigDict) -> None:
     from w4s_jax.parallel.mesh import mesh_from_config
     from w4s_jax.rlao.loading import export_meta_agent, load_meta_agent, load_tokenizer
     from w4s_jax.rlao.trainer import run_training
-    from w4s_jax.rlao.trajectories import TrajectoryFormatError, read_trajectories
+    from w4s_jax.trajectory import TrajectoryFormatError, read_trajectories
 
     try:  # bad data fails here, in seconds, before any model is loaded
         read_trajectories(config.train.data)

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from w4s_jax.config.config_checks import validate
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.w4s.seeds import seed_workflows
 from w4s_jax.w4s.settings import check_meta_agent, loop_settings, rollout_plan
 

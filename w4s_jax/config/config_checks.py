@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 
 import ml_collections
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 
 DTYPES = ("float32", "bfloat16", "float16")
 LOOPBACK_HOSTS = ("localhost", "ip6-localhost")

@@ -13,7 +13,7 @@ import pathlib
 
 import ml_collections
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 
 CONFIGS_DIR = pathlib.Path(str(importlib.resources.files("w4s_jax.configs")))
 

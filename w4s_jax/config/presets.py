@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 
 MODEL_SIZES: dict[str, dict[str, str]] = {
     "135m": {"preset": "smollm2_135m", "remat": "none"},

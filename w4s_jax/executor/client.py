@@ -5,8 +5,9 @@ One client per run. Any OpenAI-compatible endpoint works (OpenAI, vLLM, SGLang, 
 (transport.py). Several base URLs for one model spread load by least-in-flight, under a cap per
 endpoint and a global cap. Every request is cached (SQLite, per sample index), budgeted (reserve the
 worst case, settle to the real cost), retried (backoff + jitter, Retry-After) and counted per model
-and role, and per scope (one workflow sample). Models missing from the price table cost nothing (a
-local server); for api.openai.com a price is required.
+and role, and per scope (one workflow sample); the time awaiting the endpoint goes on the run's
+`PhaseClock` (executor wait). Models missing from the price table cost nothing (a local server); for
+api.openai.com a price is required.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import random
 from collections.abc import Mapping, Sequence
 
 from w4s_jax import crash_points
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.executor.accounting import Ledger, ModelUsage, estimate_prompt_tokens_upper_bound, reply_tokens
 from w4s_jax.executor.cache import ResponseCache, request_key
 from w4s_jax.executor.errors import ExecutorError
@@ -35,6 +36,7 @@ from w4s_jax.executor.transport import (
     make_transport,
     parse_completion,
 )
+from w4s_jax.phase_clock import EXECUTOR_WAIT, PhaseClock
 
 MAX_RESPONSES = 128  # num_of_response of one call; the sandbox's own cap (sandbox.max_responses) is lower
 
@@ -92,6 +94,7 @@ class ExecutorClient:
         transport: str = "openai",
         ledger: Ledger | None = None,
         seed: int = 0,
+        clock: PhaseClock | None = None,
     ) -> None:
         urls = [url.strip().rstrip("/") for url in base_urls if url.strip()]
         if not urls:
@@ -120,11 +123,12 @@ class ExecutorClient:
         self._occurrences: dict[tuple[str, str], int] = {}
         self._scope_usage: dict[str, ModelUsage] = {}
         self._rng = random.Random(seed)
+        self.clock = clock if clock is not None else PhaseClock()  # the run's: time awaiting the endpoint
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}  # dropped by aclose()
 
     @classmethod
     def from_config(cls, config: Mapping, output_dir: str | pathlib.Path, *, role: str = "executor",
-                    ledger: Ledger | None = None) -> ExecutorClient:
+                    ledger: Ledger | None = None, clock: PhaseClock | None = None) -> ExecutorClient:
         """Builds the client from the `executor` config section; the cache defaults into `output_dir`."""
         api_key = os.environ.get(config["api_key_env"], "") if config.get("api_key_env") else ""
         urls = [url for url in str(config["base_url"]).split(",") if url.strip()]
@@ -156,6 +160,7 @@ class ExecutorClient:
             native_n=bool(config.get("native_n", True)),
             transport=str(config.get("transport", "openai")),
             ledger=ledger,
+            clock=clock,
             backoff=BackoffPolicy(max_retries=int(config["max_retries"]),
                                   base_s=float(config.get("backoff_base_s", 0.5)),
                                   max_s=float(config.get("backoff_max_s", 30.0))),
@@ -243,7 +248,9 @@ class ExecutorClient:
             scope_usage.cache_hits += len(found)
         missing = [index for index in indices if index not in found]
         if missing:
-            found.update(await self._fetch(key, messages, missing, temperature, max_tokens, fmt, scope_usage))
+            with self.clock.measure(EXECUTOR_WAIT):
+                fetched = await self._fetch(key, messages, missing, temperature, max_tokens, fmt, scope_usage)
+            found.update(fetched)
         return [found[index] for index in indices]
 
     def _max_tokens(self, requested: object) -> int:

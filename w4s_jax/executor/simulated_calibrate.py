@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import time
 
-from w4s_jax.executor.simulated import MODEL_NAME, SimulatedExecutor, build_problems
+from w4s_jax.executor.simulated_replier import MODEL_NAME, SimulatedExecutor, build_problems
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 
 IO_WORKFLOW = '''"""IO: one call that asks for the answer only (no reasoning)."""

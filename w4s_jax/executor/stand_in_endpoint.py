@@ -301,7 +301,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
                              status=status, headers=headers)
 
 
-def spawn(args: list[str], *, timeout_s: float = 30.0,
+def spawn(args: list[str], *, timeout_s: float = 120.0,
           module: str = "w4s_jax.executor.stand_in_endpoint") -> tuple[subprocess.Popen, str]:
     """Starts the stand-in endpoint (or another `module` serving it, such as the simulated executor)
     in a subprocess; returns (process, base URL). Kill it when done."""

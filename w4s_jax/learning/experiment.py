@@ -38,7 +38,7 @@ import ml_collections
 from flax import nnx
 
 from w4s_jax import tasks as task_registry
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.learning.evaluation import baseline_names, optimization_entry, score_baselines
 from w4s_jax.learning.executors import KINDS, ExperimentExecutors
 from w4s_jax.learning.measures import best_seed_score, collection_metrics, read_candidates, strategy_measures

@@ -23,6 +23,9 @@ import pathlib
 import re
 import statistics
 from collections.abc import Sequence
+from typing import Any
+
+from w4s_jax.trajectory import read_trajectory_file
 
 METRICS = ("valid_rate", "check_pass_rate", "mean_val_score", "mean_val_score_passed", "best_val_score",
            "mean_reward", "beat_best_rate", "samples_at_temperature_rate")
@@ -30,10 +33,10 @@ METRICS = ("valid_rate", "check_pass_rate", "mean_val_score", "mean_val_score_pa
 EXECUTOR_CALLS = ("call_json_format_llm", "call_llm")
 
 
-def read_candidates(path: str | pathlib.Path) -> list[dict]:
-    """The records of one trajectory file (the fields this module reads)."""
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+def read_candidates(path: str | pathlib.Path) -> list[dict[str, Any]]:
+    """The records of one trajectory file, checked by its reader, in their JSON form (what the measures
+    read; a collection with no candidates gives [])."""
+    return [record.to_json() for record in read_trajectory_file(path, allow_empty=True)]
 
 
 def samples_at_temperature(workflow: str) -> bool:
@@ -117,7 +120,7 @@ def workflow_of(reply: str) -> str:
 
 
 def _passed(record: dict) -> bool:
-    return bool(record["valid_action"]) and not record.get("check_failed", False)
+    return bool(record["valid_action"]) and not record["check_failed"]
 
 
 def candidate_values(record: dict, best_seed_score: float) -> dict[str, float | None]:

@@ -153,8 +153,8 @@ def samples_markdown(training: dict) -> str:
              f"{SAMPLE_CHARS} characters.\n"]
     for directory in seen:
         records = read_candidates(pathlib.Path(directory) / "trajectories.jsonl")
-        ran = [r for r in records if r["valid_action"] and not r.get("check_failed", False)]
-        failed = [r for r in records if not (r["valid_action"] and not r.get("check_failed", False))]
+        ran = [r for r in records if r["valid_action"] and not r["check_failed"]]
+        failed = [r for r in records if not (r["valid_action"] and not r["check_failed"])]
         parts.append(f"## {'/'.join(pathlib.Path(directory).parts[-4:-1])}\n")
         if ran:
             best = max(ran, key=lambda r: r["val_score"])
@@ -163,7 +163,7 @@ def samples_markdown(training: dict) -> str:
         if failed:
             first = failed[0]
             parts.append(f"First that did not run ({first['rollout']}, candidate {first['candidate']}: "
-                         f"{first.get('note', '')[:200]}):\n\n{_quoted(first['reply'])}\n")
+                         f"{first['note'][:200]}):\n\n{_quoted(first['reply'])}\n")
     return "\n".join(parts)
 
 

@@ -210,10 +210,3 @@ def _config_from_hf_dict(raw: dict[str, Any], source: str, overrides: dict[str, 
     }
     fields.update(overrides)
     return ModelConfig(**fields)
-
-
-def get_preset(name: str) -> ModelConfig:
-    """The named preset from `w4s_jax.models.presets` (imported lazily: presets import this module)."""
-    from w4s_jax.models.presets import get_preset as lookup
-
-    return lookup(name)

@@ -16,9 +16,10 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh
 
-from w4s_jax.models.config import ModelConfig, get_preset
+from w4s_jax.models.config import ModelConfig
 from w4s_jax.models.decoder import Decoder, abstract_model
 from w4s_jax.models.errors import WeightFormatError
+from w4s_jax.models.presets import get_preset
 from w4s_jax.parallel.sharding import state_shardings
 
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

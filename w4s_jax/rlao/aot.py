@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.parallel.mesh import MESH_AXES
 from w4s_jax.rlao.flops import matmul_params, train_flops

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pathlib
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -47,6 +48,10 @@ class RunCheckpoints:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def due(self, step: int) -> bool:
+        """Whether `save(step, ...)` without `force` will save (the manager's interval policy)."""
+        return step % self.config.every_steps == 0
+
     def save(self, step: int, state: Any, data_iterator: Any, meta: dict, force: bool = False) -> bool:
         """Starts a save (async) when `step` is due or `force`; returns whether it started."""
         crash_points.reached("checkpoint-save")
@@ -79,12 +84,13 @@ class RunCheckpoints:
                 ),
             )
         except Exception as error:  # orbax, tensorstore and grain raise many types for a bad checkpoint
-            detail = " ".join(str(error).split())[:300]
-            raise DataError(f"{self.manager.directory / str(step)}: checkpoint cannot be restored into this run "
-                            f"({type(error).__name__}: {detail}); move that step directory away to resume from an "
-                            "older checkpoint (or this round's start), or resume with the model it was saved "
-                            "from") from None
-        return restored["state"], restored["meta"]
+            failure = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        else:
+            return restored["state"], restored["meta"]
+        _silence_orphaned_reads()
+        raise DataError(f"{self.manager.directory / str(step)}: checkpoint cannot be restored into this run "
+                        f"({failure}); move that step directory away to resume from an older checkpoint (or this "
+                        "round's start), or resume with the model it was saved from")
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -92,6 +98,20 @@ class RunCheckpoints:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _silence_orphaned_reads() -> None:
+    """A failed orbax restore leaves its other array reads as coroutines whose errors nobody retrieves;
+    whenever the interpreter collects them (often at exit), each prints a traceback ("Exception ignored
+    in ...") after the run's one-line error. From here on those are dropped: the DataError raised next
+    is the run's error. Anything else unraisable still reaches the previous hook."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if "_read_array_index_and_device_put" not in repr(unraisable.object):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
 
 
 class PreemptionFlag:

@@ -18,8 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
-from w4s_jax.config.errors import ConfigError
-from w4s_jax.rlao.trajectories import Trajectory
+from w4s_jax.config_errors import ConfigError
+from w4s_jax.trajectory import Trajectory
 
 WEIGHT_MODES = ("raw", "clip", "normalize", "uniform")
 

@@ -8,7 +8,7 @@ import ml_collections
 from flax import nnx
 from jax.sharding import Mesh
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.models import model_from_config
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.examples import TrainingTokenizer

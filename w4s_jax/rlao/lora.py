@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.rlao.settings import LoraConfig
 
 Path = tuple[str, ...]

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.rlao.examples import Example
 from w4s_jax.rlao.shared_prefix import UNIT_FEATURES, build_units
 

@@ -23,7 +23,7 @@ from typing import Any
 import ml_collections
 from flax import nnx
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.models import abstract_model
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.examples import NothingToTrain, TrainingTokenizer

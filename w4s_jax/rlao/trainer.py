@@ -3,7 +3,8 @@
 `run_training` is what `w4s-jax train` and each round of `w4s-jax rlao` call: it takes an already
 loaded model (parameters as a pure dict, placed on `mesh`) and returns the trained parameters, so
 rounds can hand them to the sampler in process. Preemption (SIGTERM) saves a checkpoint between two
-steps and returns with `preempted=True`; the next run resumes from it.
+steps and returns with `preempted=True`; the next run resumes from it. A `PhaseClock` times the train
+steps and the checkpoint saves apart; each run appends them to `phase_times.json`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from w4s_jax import crash_points
-from w4s_jax.config.errors import ConfigError
+from w4s_jax import crash_points, phase_clock
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.checkpointing import PreemptionFlag, RunCheckpoints
 from w4s_jax.rlao.examples import DataReport, Example, TrainingTokenizer, WeightConfig, build_examples
@@ -31,7 +32,7 @@ from w4s_jax.rlao.pipeline import GlobalBatches, PipelineConfig, attention_pairs
 from w4s_jax.rlao.settings import CheckpointConfig, LoraConfig, OptimizerConfig, StepConfig
 from w4s_jax.rlao.shared_prefix import build_units
 from w4s_jax.rlao.train_step import TrainProgram, TrainState, to_numpy_metrics
-from w4s_jax.rlao.trajectories import read_trajectories
+from w4s_jax.trajectory import read_trajectories
 
 
 @dataclasses.dataclass
@@ -130,6 +131,7 @@ def run_training(
     output_dir: str | pathlib.Path,
 ) -> TrainResult:
     """Trains on the trajectories in `data`; resumes from `output_dir`'s checkpoints when present."""
+    clock = phase_clock.PhaseClock()
     output_dir = pathlib.Path(output_dir)
     weights = WeightConfig(tau=config.rlao.tau, mode=config.rlao.weight_mode, max_weight=config.rlao.max_weight)
     examples, data_report = build_examples(
@@ -192,29 +194,40 @@ def run_training(
     try:
         with PreemptionFlag() as flag, jax.set_mesh(mesh):
             pending = None
-            clock = time.perf_counter()
+            step_started = time.perf_counter()
             while step < total_steps:
                 if _preemption_requested(flag):
                     preempted = True
                     break
-                local = batches.next_local()
-                pairs = attention_pairs(local["segment_ids"], local["branch_ids"])
-                state, device_metrics = program.step(state, frozen, batches.to_global(local))
-                step += 1
-                crash_points.reached("train-step")  # a step done, its checkpoint not yet saved
-                if pending is not None:
-                    emit(*pending, clock)
-                    clock = time.perf_counter()
-                pending = (step, device_metrics, pairs)
-                if checkpoints.save(step, state, batches.iterator, meta | {"step": step}):
-                    saved = step
+                with clock.measure(phase_clock.TRAINING):
+                    local = batches.next_local()
+                    pairs = attention_pairs(local["segment_ids"], local["branch_ids"])
+                    state, device_metrics = program.step(state, frozen, batches.to_global(local))
+                    step += 1
+                    crash_points.reached("train-step")  # a step done, its checkpoint not yet saved
+                    if pending is not None:
+                        emit(*pending, step_started)
+                        step_started = time.perf_counter()
+                    pending = (step, device_metrics, pairs)
+                    if checkpoints.due(step):
+                        # The save waits for this step's arrays anyway: wait here, so the step's own
+                        # time counts as training and only the save's as checkpointing.
+                        jax.block_until_ready(state)
+                with clock.measure(phase_clock.CHECKPOINT):
+                    if checkpoints.save(step, state, batches.iterator, meta | {"step": step}):
+                        saved = step
             if pending is not None:
-                emit(*pending, clock)
+                with clock.measure(phase_clock.TRAINING):
+                    emit(*pending, step_started)
             if step != saved:
-                checkpoints.save(step, state, batches.iterator, meta | {"step": step}, force=True)
+                with clock.measure(phase_clock.CHECKPOINT):
+                    checkpoints.save(step, state, batches.iterator, meta | {"step": step}, force=True)
     finally:
-        checkpoints.close()
+        with clock.measure(phase_clock.CHECKPOINT):
+            checkpoints.close()  # waits for the async saves still writing
         logger.close()
+        if jax.process_index() == 0:
+            clock.save(output_dir, phase_clock.TRAINING_PHASES)
     if preempted:
         logger.note(f"rlao: SIGTERM received; checkpoint saved at step {step}, exiting")
     logger.note(f"rlao: MFU against {peak_source}")

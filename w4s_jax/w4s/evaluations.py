@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from w4s_jax.phase_clock import EVALUATION, PhaseClock
 from w4s_jax.sandbox import workflow_hash
 from w4s_jax.w4s.journal import Journal
 from w4s_jax.w4s.outcomes import EvalOutcome
@@ -26,8 +27,10 @@ class Evaluator(Protocol):
 
 
 class JournaledEvaluations:
-    def __init__(self, evaluator: Evaluator, journal: Journal, max_concurrent: int) -> None:
+    def __init__(self, evaluator: Evaluator, journal: Journal, max_concurrent: int, *,
+                 clock: PhaseClock | None = None) -> None:
         self.evaluator = evaluator
+        self.clock = clock if clock is not None else PhaseClock()  # the run's: evaluation time (replays are free)
         self.journal = journal
         self.semaphore = asyncio.Semaphore(max_concurrent)
         self.in_flight: dict[str, asyncio.Future[EvalOutcome]] = {}
@@ -50,7 +53,8 @@ class JournaledEvaluations:
         self.in_flight[key] = future
         try:
             async with self.semaphore:
-                outcome = await self.evaluator.evaluate(source, task, examples)
+                with self.clock.measure(EVALUATION):
+                    outcome = await self.evaluator.evaluate(source, task, examples)
             self.paid += 1
             self.journal.put(kind, key, workflow_hash=workflow_hash(source), samples=len(examples),
                              score=outcome.score, outcome=outcome.to_json())

@@ -30,6 +30,7 @@ import hashlib
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
+from w4s_jax.phase_clock import GENERATION, PhaseClock
 from w4s_jax.w4s.concurrency import gather_or_cancel
 from w4s_jax.w4s.journal import Journal
 from w4s_jax.w4s.policy import Conversation, Policy
@@ -49,8 +50,9 @@ class GenerationBatcher:
     """Gathers single-reply requests from many participant coroutines into `Policy.generate` batches."""
 
     def __init__(self, policy: Policy, journal: Journal, *, temperature: float, max_new_tokens: int,
-                 lockstep: bool = True, window_s: float = 0.05) -> None:
+                 lockstep: bool = True, window_s: float = 0.05, clock: PhaseClock | None = None) -> None:
         self.policy = policy
+        self.clock = clock if clock is not None else PhaseClock()  # the run's: generation time
         self.journal = journal
         self.sampling = {"temperature": temperature, "max_new_tokens": max_new_tokens}  # the same for every reply
         self.lockstep = lockstep
@@ -127,8 +129,9 @@ class GenerationBatcher:
     async def _send(self, batch: list[_Request]) -> None:
         try:
             async with self._lock:
-                replies = await self.policy.generate([request.conversation for request in batch], n=1,
-                                                     seed=[request.seed for request in batch], **self.sampling)
+                with self.clock.measure(GENERATION):
+                    replies = await self.policy.generate([request.conversation for request in batch], n=1,
+                                                         seed=[request.seed for request in batch], **self.sampling)
             if len(replies) != len(batch) or any(len(row) != 1 for row in replies):
                 raise RuntimeError(f"policy returned {[len(row) for row in replies]} replies for "
                                    f"{len(batch)} conversations with n=1")

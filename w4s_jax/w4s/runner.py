@@ -5,6 +5,8 @@ Order of events: rollouts (tasks x seeds) run concurrently against one executor 
 and one generation batcher; when all have ended, each task's final workflow is chosen by validation
 score alone, and only then scored once on the test split. Trajectories and the report are written
 last. Rerun with the same output_dir, a killed run resumes from its journal (see journal.py).
+One `PhaseClock` times the run's phases (generation, evaluation, executor wait, and how much of
+generation overlapped evaluation); each process appends them to `phase_times.json`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import pathlib
 from typing import Any
 
-from w4s_jax import crash_points
+from w4s_jax import crash_points, phase_clock
 from w4s_jax import tasks as task_registry
 from w4s_jax.executor import ExecutorClient
 from w4s_jax.executor.accounting import Ledger
@@ -82,6 +84,7 @@ def _choose(task_name: str, rollouts: list[Rollout]) -> BestWorkflow | None:
 
 async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.Path, *,
                         ledger: Ledger | None = None) -> RunResult:
+    clock = phase_clock.PhaseClock()
     settings = loop_settings(config)
     full_plan = rollout_plan(config)
     all_ids = [f"{name}-s{seed}" for name, seed in full_plan]
@@ -96,7 +99,7 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
     own_ledger = ledger is None
     if own_ledger:
         ledger = command_ledger(config, output_dir)
-    executor = ExecutorClient.from_config(config.executor, output_dir, ledger=ledger)
+    executor = ExecutorClient.from_config(config.executor, output_dir, ledger=ledger, clock=clock)
     usage_before = executor.usage()
     tasks = {name: task_registry.get_task(name, config.task.seed) for name, _ in full_plan}
     val_examples = {name: tasks[name].load(config.task.val_split, config.task.data_dir, config.task.val_limit)
@@ -104,13 +107,13 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
     batcher = GenerationBatcher(policy, journal, temperature=float(config.sampling.temperature),
                                 max_new_tokens=int(config.sampling.max_new_tokens),
                                 lockstep=bool(config.w4s.lockstep_generation),
-                                window_s=float(config.w4s.batch_window_s))
+                                window_s=float(config.w4s.batch_window_s), clock=clock)
     progress = ProgressView(rollout_ids, settings.max_iterations, lambda: executor.usage()["spent_usd"],
                             enabled=bool(config.w4s.progress))
     try:
         async with Sandbox(config.sandbox) as sandbox:
             evaluations = JournaledEvaluations(SandboxEvaluator(sandbox, executor), journal,
-                                               int(config.w4s.max_concurrent_evaluations))
+                                               int(config.w4s.max_concurrent_evaluations), clock=clock)
             rollouts = [
                 Rollout(rollout_id=rollout_id, task_name=name, task=tasks[name], seed=seed,
                         val_examples=val_examples[name],
@@ -137,6 +140,7 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
         journal.close()
         if own_ledger:
             ledger.close()
+        clock.save(output_dir, phase_clock.COLLECTION_PHASES, phase_clock.COLLECTION_OVERLAPS)
     for choice in best:
         (output_dir / choice.path).write_text(choice.source, encoding="utf-8")
     crash_points.reached("trajectories")

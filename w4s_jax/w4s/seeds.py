@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.workflows import BUILTIN_WORKFLOWS, SEED_SETS, builtin_source
 
 DEFAULT_SEEDS = {"code": ("code_writer",), "answer": ("cot",)}

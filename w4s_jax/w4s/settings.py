@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from w4s_jax.config.errors import ConfigError
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.w4s.episode import LoopSettings
 from w4s_jax.w4s.rewards import REWARD_RULES, RewardRule
 

@@ -1,0 +1,116 @@
+"""RLAO rounds: collect with the current meta-agent, train on what was collected, collect again.
+
+The sampler and the trainer share one mesh and one process: after each round's training the
+sampler gets the trained parameters with `Sampler.set_state` (no reload, no recompile of
+generation). Every round lives in `<output_dir>/round_<r>/{collect,train}`; a finished collection is
+kept as it is, an unfinished one resumes from its journal and training from its checkpoints, so a
+killed `w4s-jax rlao` rerun with the same output_dir continues where it stopped.
+
+With `rlao.keep_invalid` False (the paper's data) a collection in which no candidate is a valid
+workflow that passed its check gives nothing to train on; the parameters then stay as they are, and
+so would the next collection (same seeds), so the rounds stop there and say why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import types
+from collections.abc import Callable
+from typing import Any
+
+import ml_collections
+from flax import nnx
+
+from w4s_jax.config_errors import ConfigError
+from w4s_jax.models import abstract_model
+from w4s_jax.models.config import ModelConfig
+from w4s_jax.rlao.examples import NothingToTrain, TrainingTokenizer
+from w4s_jax.rlao.trainer import run_training
+
+# collect(config, policy, output_dir) -> an object with `.trajectories_path` and `.stopped_reason`
+# (w4s.runner.run_w4s with the command's ledger bound: one budget over all rounds).
+Collect = Callable[[ml_collections.ConfigDict, Any, pathlib.Path], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundRecord:
+    round: int
+    trajectories: str
+    train_steps: int
+    last_metrics: dict[str, float]
+
+
+def finished_collection(directory: pathlib.Path) -> types.SimpleNamespace | None:
+    """A collection a killed run finished (its result.json, written last, is complete and names no
+    budget stop): a rerun trains on its trajectories as they are, without replaying it, so nothing
+    that finished is written again. None: collect (or resume collecting from the journal)."""
+    try:
+        summary = json.loads((directory / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    trajectories = directory / "trajectories.jsonl"
+    if not isinstance(summary, dict) or summary.get("stopped_reason") != "" or not trajectories.exists():
+        return None
+    return types.SimpleNamespace(trajectories_path=trajectories, stopped_reason="")
+
+
+def run_rounds(
+    config: ml_collections.ConfigDict,
+    *,
+    model_config: ModelConfig,
+    mesh: Any,
+    model_params: dict,
+    tokenizer: TrainingTokenizer,
+    sampler: Any,
+    policy: Any,
+    collect: Collect,
+    output_dir: str | pathlib.Path,
+    log: Callable[[str], None] = print,
+) -> tuple[list[RoundRecord], dict]:
+    """Runs `rounds.count` rounds; returns their records and the final parameters (pure dict)."""
+    if config.rounds.count < 1:
+        raise ConfigError(f"rounds.count: must be >= 1, got {config.rounds.count}")
+    output_dir = pathlib.Path(output_dir)
+    graphdef, _ = abstract_model(model_config)
+    params = model_params
+    collected: list[str] = []
+    records = []
+    for round_index in range(config.rounds.count):
+        round_dir = output_dir / f"round_{round_index}"
+        result = finished_collection(round_dir / "collect") or collect(config, policy, round_dir / "collect")
+        stopped = getattr(result, "stopped_reason", "")
+        if stopped and not getattr(result, "trajectory_count", 1):
+            log(f"rlao: round {round_index}: collection stopped before it collected anything ({stopped}); "
+                "stopping: the budget covers no further collection")
+            return records, params
+        collected.append(str(result.trajectories_path))
+        data = collected if config.rounds.cumulative else collected[-1:]
+        log(f"rlao: round {round_index}: training on {len(data)} trajectory file(s)")
+        try:
+            trained = run_training(
+                config, model_config=model_config, mesh=mesh, model_params=params, tokenizer=tokenizer,
+                data=list(data), output_dir=round_dir / "train",
+            )  # fmt: skip
+        except NothingToTrain as nothing:
+            log(f"rlao: round {round_index}: {nothing}; stopping: the parameters, and so the next collection, "
+                "would not change")
+            return records, params
+        if trained.preempted:
+            raise SystemExit(f"rlao: preempted in round {round_index}; rerun with the same output_dir to resume")
+        params = trained.model_params()
+        records.append(RoundRecord(round_index, collected[-1], trained.steps_done, trained.last_metrics))
+        # Free the optimizer state (and a LoRA run's old base) now: held, it would sit beside the next
+        # collection and the next round's train step (`w4s-jax aot` counts each phase without it).
+        del trained
+        sampler.set_state(nnx.merge(graphdef, params))
+        if stopped:
+            # The command's budget is spent: later collections would be refused at their first call.
+            log(f"rlao: round {round_index}: collection stopped early ({stopped}); trained on what it "
+                "collected; stopping: the budget covers no further collection")
+            return records, params
+    if config.rounds.final_collect:
+        result = collect(config, policy, output_dir / "final" / "collect")
+        log(f"rlao: final collection with the trained meta-agent -> {result.trajectories_path}")
+    return records, params

@@ -1,0 +1,1 @@
+"""KV-cache sampling: chat tokenizer, sampling parameters, the jitted sampler and stop handling."""

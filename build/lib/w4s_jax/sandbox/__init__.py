@@ -1,0 +1,23 @@
+"""Confined subprocess workers for untrusted workflow code; the `agent` proxies calls to the parent."""
+
+from w4s_jax.sandbox.sandbox import (
+    CodeExecutionError,
+    Handler,
+    HandlerReply,
+    SampleContext,
+    SampleResult,
+    Sandbox,
+    SandboxSettings,
+    workflow_hash,
+)
+
+__all__ = [
+    "CodeExecutionError",
+    "Handler",
+    "HandlerReply",
+    "SampleContext",
+    "SampleResult",
+    "Sandbox",
+    "SandboxSettings",
+    "workflow_hash",
+]

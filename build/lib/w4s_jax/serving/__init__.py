@@ -1,0 +1,1 @@
+"""OpenAI-compatible HTTP serving over the JAX sampler: protocol, request batching, the aiohttp app."""
