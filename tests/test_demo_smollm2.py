@@ -188,7 +188,7 @@ def test_simulated_kind_serves_the_simulated_executor_on_loopback(tmp_path):
 
 def test_a_local_server_dies_with_the_command_that_started_it_even_on_sigkill(tmp_path):
     pid_file = tmp_path / "child.pid"
-    parent = (f"import subprocess, sys, time; from w4s_jax.cli.local_executor import dying_with_this_process\n"
+    parent = (f"import subprocess, sys, time; from w4s_jax.child_processes import dying_with_this_process\n"
               f"child = subprocess.Popen(dying_with_this_process(['/bin/sleep', '600']))\n"
               f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(600)")
     process = subprocess.Popen([sys.executable, "-c", parent], cwd=REPO_ROOT)

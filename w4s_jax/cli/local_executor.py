@@ -30,6 +30,7 @@ from collections.abc import Iterator
 
 import ml_collections
 
+from w4s_jax.child_processes import dying_with_this_process
 from w4s_jax.config.config_checks import validate
 
 SMOLLM2_MODEL = "smollm2-135m-instruct"  # the served name: clients must send it as `model`
@@ -130,16 +131,6 @@ def peak_rss_mib(pid: int) -> float | None:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024.0
     return None
-
-
-def dying_with_this_process(command: list[str]) -> list[str]:
-    """`command` behind a small Python shim that asks the kernel to SIGKILL it when the thread that
-    started it exits (prctl PR_SET_PDEATHSIG survives exec), then execs it: a command killed with
-    SIGKILL, whose `finally` never runs, leaves no server behind. A shim rather than `preexec_fn`,
-    which would run Python in a forked copy of a multithreaded (JAX) process."""
-    shim = ("import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 9); "  # PR_SET_PDEATHSIG, SIGKILL
-            "os.getppid() == int(sys.argv[1]) or sys.exit('parent gone'); os.execv(sys.argv[2], sys.argv[2:])")
-    return [sys.executable, "-c", shim, str(os.getpid()), *command]
 
 
 def _wait_ready(url: str, process: subprocess.Popen, log: pathlib.Path, timeout_s: float) -> None:

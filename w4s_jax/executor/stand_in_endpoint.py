@@ -35,6 +35,7 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
+from w4s_jax.child_processes import dying_with_this_process
 from w4s_jax.executor.repliers import OracleStandIn, Replier, ReplyRequest, TableReplier, load_answer_table
 
 FAULT_KINDS = ("429", "500", "drop", "malformed", "slow")
@@ -304,10 +305,10 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 def spawn(args: list[str], *, timeout_s: float = 120.0,
           module: str = "w4s_jax.executor.stand_in_endpoint") -> tuple[subprocess.Popen, str]:
     """Starts the stand-in endpoint (or another `module` serving it, such as the simulated executor)
-    in a subprocess; returns (process, base URL). Kill it when done."""
+    in a subprocess that dies with this one; returns (process, base URL). Kill it when done."""
     package_root = str(pathlib.Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
-    process = subprocess.Popen([sys.executable, "-m", module, "--port", "0", *args],
+    process = subprocess.Popen(dying_with_this_process([sys.executable, "-m", module, "--port", "0", *args]),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     ready, _, _ = select.select([process.stdout], [], [], timeout_s)
     line = process.stdout.readline().strip() if ready else ""

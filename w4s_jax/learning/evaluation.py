@@ -85,7 +85,8 @@ async def _score_baselines(names: Sequence[str], task: Any, examples: Sequence[A
                     "test_score": report.score,
                     "test_cases": {sample["id"]: float(sample["correct"]) for sample in report.samples},
                     "errors": report.errors,
-                    "calls": after["calls"] - before["calls"],
+                    "calls": after["calls"] - before["calls"],  # paid in this run
+                    "requests": (after["calls"] + after["cache_hits"]) - (before["calls"] + before["cache_hits"]),
                     "executor_spent_usd": after.get("spent_usd", 0.0) - before.get("spent_usd", 0.0),
                 }
     finally:

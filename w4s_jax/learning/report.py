@@ -110,10 +110,11 @@ def tables_markdown(payload: dict) -> str:
             chosen = ", ".join(str(e["chosen"]) for e in payload["evaluation"][task][arm].values())
             lines.append(f"| {arm} | {_interval(entry)} | {per_seed} | "
                          + " | ".join("-" if d is None else _signed(d) for d in diffs) + f" | {chosen} |")
-        lines += ["", "| baseline | test score | per seed | executor calls per seed | dollars per seed |", "|---|---|---|---|---|"]
+        lines += ["", "| baseline | test score | per seed | executor requests per seed (cache hits included) "
+                  "| dollars paid per seed (this run) |", "|---|---|---|---|---|"]
         for name, entry in summary["baselines"].items():
             raw = payload["baselines"][task][name]
-            calls = sum(e["calls"] for e in raw.values()) / len(raw)
+            calls = sum(e["requests"] for e in raw.values()) / len(raw)
             dollars = sum(e["executor_spent_usd"] for e in raw.values()) / len(raw)
             per_seed = ", ".join(f"{v:.3f}" for v in entry["per_seed"].values())
             lines.append(f"| {name} | {_interval(entry)} | {per_seed} | {calls:.0f} | {dollars:.4f} |")

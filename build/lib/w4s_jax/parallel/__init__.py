@@ -1,1 +1,0 @@
-"""Device mesh, logical-axis sharding rules, and multi-host initialisation."""

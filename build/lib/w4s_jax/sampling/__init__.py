@@ -1,1 +1,0 @@
-"""KV-cache sampling: chat tokenizer, sampling parameters, the jitted sampler and stop handling."""
