@@ -186,21 +186,32 @@ def test_simulated_kind_serves_the_simulated_executor_on_loopback(tmp_path):
         assert reply.strip()
 
 
-def test_a_local_server_dies_with_the_command_that_started_it_even_on_sigkill(tmp_path):
-    pid_file = tmp_path / "child.pid"
-    parent = (f"import subprocess, sys, time; from w4s_jax.child_processes import dying_with_this_process\n"
-              f"child = subprocess.Popen(dying_with_this_process(['/bin/sleep', '600']))\n"
+STARTERS = {  # how a command starts a local server, and what the server's /proc/PID/cmdline holds once up
+    "serve (smollm2)": ("from w4s_jax.child_processes import dying_with_this_process\n"
+                        "child = subprocess.Popen(dying_with_this_process(['/bin/sleep', '600']))", b"/bin/sleep"),
+    "stand-in and simulated executors": ("from w4s_jax.executor.stand_in_endpoint import spawn\n"
+                                         "child, _ = spawn(['--answers', sys.argv[1]])", b"w4s_jax.executor.stand_in_endpoint"),
+}
+
+
+@pytest.mark.parametrize("starter", sorted(STARTERS))
+def test_a_local_server_dies_with_the_command_that_started_it_even_on_sigkill(starter, tmp_path):
+    start, running = STARTERS[starter]
+    pid_file, answers = tmp_path / "child.pid", tmp_path / "answers.json"
+    answers.write_text(json.dumps({"What is 1 + 1?": "2"}))
+    parent = (f"import subprocess, sys, time\n{start}\n"
               f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(600)")
-    process = subprocess.Popen([sys.executable, "-c", parent], cwd=REPO_ROOT)
+    process = subprocess.Popen([sys.executable, "-c", parent, str(answers)], cwd=REPO_ROOT,
+                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     try:
         deadline = time.monotonic() + 120
         while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
             time.sleep(0.1)
         child = int(pid_file.read_text())
         cmdline = pathlib.Path(f"/proc/{child}/cmdline")
-        while not cmdline.read_bytes().startswith(b"/bin/sleep") and time.monotonic() < deadline:
+        while running not in cmdline.read_bytes() and time.monotonic() < deadline:
             time.sleep(0.1)  # the shim execs the command under its own pid
-        assert cmdline.read_bytes().startswith(b"/bin/sleep")
+        assert running in cmdline.read_bytes()
     finally:
         process.kill()
         process.wait()
