@@ -2,7 +2,7 @@
 
 The meta-agent is the `tiny` preset (random weights exported once as safetensors, byte tokenizer; its
 context widened so the W4S prompt fits), the executor a StandInEndpoint subprocess on loopback that
-knows the gsm8k answers. Every run shares one JAX compilation cache, so only the first compiles.
+knows the gsm8k answers. Every run shares the test session's JAX compilation cache, so only the first compiles.
 """
 
 from __future__ import annotations
@@ -48,18 +48,16 @@ def export_tiny_meta_agent(directory: pathlib.Path) -> pathlib.Path:
         "config = get_preset('tiny').replace(max_positions=8192)\n"
         "export_hf(init_random(config, make_mesh(1, 1, 1), 0), config, sys.argv[1])\n"
     )
-    subprocess.run([sys.executable, "-c", code, str(directory)], check=True, env=run_env(directory.parent / "jax_cache"),
+    subprocess.run([sys.executable, "-c", code, str(directory)], check=True, env=run_env(),
                    cwd=REPO_ROOT, timeout=300)
     return directory
 
 
-def run_env(cache_dir: pathlib.Path, **extra: str) -> dict[str, str]:
-    """One CPU device (not conftest's 8 fake ones), no API key, and one JAX compilation cache for all
-    runs: `cache_dir`, or the JAX_COMPILATION_CACHE_DIR the tests were started with (kept between
-    sessions, it saves the minutes of the first compile of the train step)."""
+def run_env(**extra: str) -> dict[str, str]:
+    """One CPU device (not conftest's 8 fake ones), no API key; the JAX compilation cache is the test
+    session's (conftest's JAX_COMPILATION_CACHE_DIR), so only the first run compiles."""
     flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f)
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache_dir))
     env.update({"XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO_ROOT), **extra})
     return env
 

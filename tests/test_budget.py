@@ -95,7 +95,7 @@ def rlao_setup(tmp_path_factory):
     weights = export_tiny_meta_agent(base / "tiny")
     stand_in = StandIn(answers_table(base / "answers.json"))
     try:
-        yield base, weights, stand_in, run_env(base / "jax_cache")
+        yield base, weights, stand_in, run_env()
     finally:
         stand_in.close()
 

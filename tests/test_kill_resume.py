@@ -54,7 +54,7 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("kill_resume")
     weights = export_tiny_meta_agent(base / "tiny")
     answers = answers_table(base / "answers.json")
-    env = run_env(base / "jax_cache")
+    env = run_env()
     reference_stand_in, killed_stand_in = StandIn(answers), StandIn(answers)
     try:
         reference = base / "reference" / RUN_NAME

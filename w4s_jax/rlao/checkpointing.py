@@ -49,8 +49,8 @@ class RunCheckpoints:
         return self.manager.latest_step()
 
     def due(self, step: int) -> bool:
-        """Whether `save(step, ...)` without `force` will save (the manager's interval policy)."""
-        return step % self.config.every_steps == 0
+        """Whether `save(step, ...)` without `force` will save (the manager's own policy)."""
+        return self.manager.should_save(step)
 
     def save(self, step: int, state: Any, data_iterator: Any, meta: dict, force: bool = False) -> bool:
         """Starts a save (async) when `step` is due or `force`; returns whether it started."""
