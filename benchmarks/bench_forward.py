@@ -5,7 +5,10 @@ exported with `export_hf` and loaded by transformers) and the same token batch; 
 ours/transformers is what to compare across machines. The max abs logit difference between the
 two is reported too, so a fast-but-wrong forward cannot pass unnoticed. So is the same ratio for one
 bare fp32 matmul of the model's MLP shape (XLA:CPU vs PyTorch's CPU kernels): the share of the gap
-that is the backend's, not the model code's.
+that is the backend's, not the model code's. Beside the ratios: the CPU model, its vector features, the
+float32 matmul peak and copy bandwidth measured in the same run, each side's MFU against that peak and
+the ratio a forward running at the peak would reach (1 / PyTorch's MFU): where PyTorch is near the
+peak already, no implementation can be far ahead of it.
 
 `run(quick)` returns JSON-safe results with markdown-table rows; `python benchmarks/bench_forward.py
 [--quick]` prints the table.
@@ -28,8 +31,10 @@ from flax import nnx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from w4s_jax.cli.bench_report import measured_machine
 from w4s_jax.models import export_hf, load_model, smollm2_gguf_path
 from w4s_jax.parallel.mesh import make_mesh
+from w4s_jax.rlao.flops import train_flops
 
 
 def _timed(fn, iterations: int) -> float:
@@ -59,6 +64,7 @@ def run(quick: bool = False) -> dict:
     """Measures both forwards on one batch; returns tokens/s, the ratio and markdown rows."""
     batch, length = (2, 64) if quick else (4, 256)
     iterations = 3 if quick else 10
+    machine = measured_machine(quick)
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
     config, model = load_model("smollm2_135m", smollm2_gguf_path(), mesh=mesh)
     with tempfile.TemporaryDirectory() as directory:
@@ -81,6 +87,9 @@ def run(quick: bool = False) -> dict:
 
     matmul_ratio = _matmul_ratio(batch * length, config.hidden_size, config.intermediate_size, iterations)
     count = batch * length
+    # Forward FLOPs: a third of a training step's (2 N per token, causal attention once).
+    flops = train_flops(config, count, batch * length * (length + 1) / 2) / 3
+    peak = machine["cpu_peak_gflops"] * 1e9
     results = {
         "name": "forward_smollm2_135m",
         "batch": batch,
@@ -95,6 +104,10 @@ def run(quick: bool = False) -> dict:
         "ratio_ours_over_transformers": torch_s / ours_s,
         "max_abs_logit_diff": float(np.abs(ours_logits - torch_logits).max()),
         "matmul_ratio_xla_over_torch": matmul_ratio,
+        "ours_mfu": flops / ours_s / peak,
+        "transformers_mfu": flops / torch_s / peak,
+        "ratio_at_peak": torch_s / (flops / peak),
+        "machine": machine,
     }
     results["rows"] = [
         {"implementation": "w4s-jax (jax.jit, fp32)", "batch x length": f"{batch} x {length}",
@@ -103,6 +116,10 @@ def run(quick: bool = False) -> dict:
          "tokens/s": f"{results['transformers_tokens_per_s']:.0f}"},
         {"implementation": "ratio ours / transformers", "batch x length": "",
          "tokens/s": f"{results['ratio_ours_over_transformers']:.2f}"},
+        {"implementation": f"MFU at the measured {machine['cpu_peak_gflops']} GFLOP/s peak: ours / transformers",
+         "batch x length": "", "tokens/s": f"{results['ours_mfu']:.2f} / {results['transformers_mfu']:.2f}"},
+        {"implementation": "ratio a forward at the measured peak would reach (1 / transformers' MFU)",
+         "batch x length": "", "tokens/s": f"{results['ratio_at_peak']:.2f}"},
         {"implementation": "ratio XLA / PyTorch, one MLP-shaped fp32 matmul", "batch x length": f"{count} rows",
          "tokens/s": f"{matmul_ratio:.2f}"},
     ]

@@ -4,7 +4,9 @@ Both sides train SmolLM2-135M's architecture (random init) on the same batch sha
 one example per row, reply tokens carrying the loss) with the same reward-weighted loss
 (sum_e w_e * mean_token_nll_e / examples) and AdamW. PyTorch runs transformers' LlamaForCausalLM
 built from the same config. MFU divides the model FLOPs (6 N tokens + attention) by a float32
-matmul peak measured in the same run. `quick` shrinks the batch for a CI smoke run.
+matmul peak measured in the same run, printed with the CPU model, its vector features and the copy
+bandwidth; `torch/jax at peak` is the ratio a step running at that peak would reach (1 / PyTorch's
+MFU). `quick` shrinks the batch for a CI smoke run.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from w4s_jax.cli.bench_report import measured_machine
 from w4s_jax.models import get_preset, load_model
 from w4s_jax.parallel.mesh import make_mesh
-from w4s_jax.rlao.flops import measured_cpu_peak, train_flops
+from w4s_jax.rlao.flops import train_flops
 from w4s_jax.rlao.pipeline import BATCH_AXES, place_batch
 from w4s_jax.rlao.settings import OptimizerConfig, StepConfig
 from w4s_jax.rlao.train_step import TrainProgram
@@ -100,7 +103,8 @@ def run(quick: bool = False) -> dict:
     rows, seq, steps = (1, 256, 1) if quick else (4, 1024, 1)
     config = get_preset("smollm2_135m")
     batch = synthetic_batch(rows, seq, config.vocab_size)
-    peak = measured_cpu_peak()
+    machine = measured_machine(quick)
+    peak = machine["cpu_peak_gflops"] * 1e9
     compile_s, jax_s = time_jax(batch, steps)
     torch_s = time_torch(batch, steps)
     tokens = rows * seq
@@ -115,9 +119,10 @@ def run(quick: bool = False) -> dict:
         "jax_mfu": round(flops / jax_s / peak, 4),
         "torch_mfu": round(flops / torch_s / peak, 4),
         "cpu_peak_gflops": round(peak / 1e9, 1),
+        "torch/jax at peak": round(torch_s / (flops / peak), 2),
         "jax_compile_s": round(compile_s, 1),
     }
-    return {"rows": [row], "flops_per_step": flops, "cpu_peak_flops": peak, "quick": quick}
+    return {"rows": [row], "flops_per_step": flops, "cpu_peak_flops": peak, "quick": quick, "machine": machine}
 
 
 if __name__ == "__main__":

@@ -28,11 +28,11 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from w4s_jax.cli.bench_report import cpu_model
+from w4s_jax.cli.bench_report import machine_line, measured_machine
 from w4s_jax.models import get_preset, load_model
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.parallel.mesh import make_mesh
-from w4s_jax.rlao.flops import matmul_params, measured_cpu_peak
+from w4s_jax.rlao.flops import matmul_params
 from w4s_jax.sampling.bucketing import batch_bucket, bucket, next_power_of_two
 from w4s_jax.sampling.params import SamplingParams
 from w4s_jax.sampling.sampler import Sampler
@@ -75,13 +75,6 @@ def executed_ratio(config: ModelConfig, m: int, prompt: int, new: int, batch_mul
     return (prefill(rows) + decode) / (prefill(distinct) + decode)
 
 
-def copy_bandwidth(mib: int) -> float:
-    """Copy bandwidth (read + write bytes per second), measured as benchmarks/bench_sampler.py does."""
-    from bench_sampler import copy_bandwidth as measure  # beside this file; imports torch, so only here
-
-    return measure(mib)
-
-
 def run(quick: bool = False) -> dict:
     """Times one turn per (m, prompt length) with sharing off and on; FLOP-model ratios beside them."""
     prompt_tokens, new_tokens = ((100, 170), 32) if quick else (PROMPT_TOKENS, NEW_TOKENS)
@@ -90,11 +83,9 @@ def run(quick: bool = False) -> dict:
     sampler = Sampler(model, None, mesh, max_prompt_len=2048, max_batch=16)
     rng = np.random.default_rng(0)
     sampler.generate([[1, 2, 3]], SamplingParams(max_new_tokens=2, stop_token_ids=()))  # thread pools up
-    load_before = os.getloadavg()
-    results: dict = {"name": "w4s_generation_smollm2_135m_shape", "quick": quick, "cpu_model": cpu_model(),
-                     "cpu_count": os.cpu_count(), "new_tokens": new_tokens, "temperature": TEMPERATURE,
-                     "cpu_peak_gflops": round(measured_cpu_peak() / 1e9, 1),
-                     "copy_bandwidth_gb_per_s": round(copy_bandwidth(128 if quick else 512) / 1e9, 1)}
+    machine = measured_machine(quick)
+    results: dict = {"name": "w4s_generation_smollm2_135m_shape", "quick": quick, "new_tokens": new_tokens,
+                     "temperature": TEMPERATURE, "machine": machine}
     rows = []
     for prompt_len in prompt_tokens:
         prompt = rng.integers(0, config.vocab_size, prompt_len).tolist()
@@ -117,7 +108,7 @@ def run(quick: bool = False) -> dict:
                    "FLOP ratio (ideal)": round(ideal_ratio(config, m, prompt_len, new_tokens), 2)}
             rows.append(row)
             print(f"bench_w4s_generation: {row}", file=sys.stderr, flush=True)  # progress on a slow machine
-    results["load_average_1m"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
+    machine["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     results["compile_seconds"] = round(sampler.compile_seconds, 1)
     results["rows"] = rows
     results["scaling"] = scaling_rows(config)
@@ -140,10 +131,7 @@ def scaling_rows(config: ModelConfig) -> list[dict]:
 def markdown(results: dict) -> str:
     from w4s_jax.cli.bench_report import markdown_table
 
-    machine = (f"CPU: {results['cpu_model']} ({results['cpu_count']} cores visible); float32 matmul peak "
-               f"{results['cpu_peak_gflops']} GFLOP/s, copy bandwidth {results['copy_bandwidth_gb_per_s']} GB/s "
-               f"(measured in this run); 1-minute load average {results['load_average_1m'][0]} before, "
-               f"{results['load_average_1m'][1]} after; compile time ({results['compile_seconds']} s) excluded.")
+    machine = f"{machine_line(results['machine'])} Compile time ({results['compile_seconds']} s) excluded."
     return "\n\n".join([machine, markdown_table(results["rows"]),
                         "How the saving scales (generation FLOPs, one prefill per row / one per prompt):",
                         markdown_table(results["scaling"])])

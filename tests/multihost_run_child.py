@@ -12,6 +12,7 @@ import pathlib
 import sys
 
 from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
+from w4s_jax.config.typed import run_settings
 from w4s_jax.parallel.distributed import init_distributed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def main() -> None:
     config.w4s.progress = False
     config.sampling.max_new_tokens = 16
     policy = build_policy(gguf_path)
-    result = run_w4s(config, policy, output_dir)
+    result = run_w4s(run_settings(config), policy, output_dir)
     print(json.dumps({"output_dir": str(result.output_dir), "trajectories": result.trajectory_count,
                       "rounds": policy.rounds,
                       "best": {task: [b.rollout_id, b.val_score, b.test_score] for task, b in result.best_workflows.items()}}),

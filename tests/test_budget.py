@@ -60,13 +60,13 @@ def test_a_line_cut_short_is_dropped_and_a_corrupt_one_names_file_and_line(tmp_p
 
 
 def test_the_command_ledger_reads_the_executor_section_and_keeps_hosts_apart(tmp_path):
-    import ml_collections
+    from w4s_jax.executor.settings import ExecutorSettings
 
-    config = ml_collections.ConfigDict({"executor": {"budget_usd": 2.5, "prices": PRICES}})
-    ledger = command_ledger(config, tmp_path)
+    executor = ExecutorSettings(budget_usd=2.5, prices=PRICES)
+    ledger = command_ledger(executor, tmp_path)
     assert ledger.path == tmp_path / "spent.jsonl" and ledger.budget_usd == 2.5
     assert ledger.price("m").input == 1000.0
-    assert command_ledger(config, tmp_path, 1, 2).path == tmp_path / "host1" / "spent.jsonl"
+    assert command_ledger(executor, tmp_path, 1, 2).path == tmp_path / "host1" / "spent.jsonl"
 
 
 # ----- the rlao command, end to end -----

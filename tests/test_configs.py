@@ -123,15 +123,17 @@ def test_config_arg_names_the_parts_of_a_config_files_argument() -> None:
 
 def test_config_defaults_are_the_typed_dataclasses_defaults() -> None:
     """Each default is written once, in the dataclass that consumes the section."""
+    from w4s_jax.config.sections import full_run_config, learning_section
+    from w4s_jax.config.typed import SECTION_CLASSES, section_settings
     from w4s_jax.rlao.settings import LoraConfig, OptimizerConfig
-    from w4s_jax.rlao.trainer import lora_config, optimizer_config
-    from w4s_jax.sandbox import SandboxSettings
 
-    config = load("base.py")
+    config = full_run_config("runs/x")
+    config.learning = learning_section()
+    for name, settings_class in SECTION_CLASSES.items():
+        assert section_settings(config, name) == settings_class(), name
+    assert section_settings(config, "optimizer").schedule(7) == OptimizerConfig(total_steps=7)
     config.lora.enabled = True
-    assert optimizer_config(config, total_steps=7) == OptimizerConfig(total_steps=7)
-    assert lora_config(config) == LoraConfig()
-    assert SandboxSettings.from_config(config.sandbox) == SandboxSettings()
+    assert section_settings(config, "lora").adapters() == LoraConfig()
 
 
 def test_loading_every_config_file_imports_no_accelerator_library() -> None:

@@ -26,7 +26,7 @@ from w4s_jax.executor.errors import ExecutorError
 from w4s_jax.models import get_preset, load_model
 from w4s_jax.sampling.chat import ChatTokenizer
 from w4s_jax.sampling.sampler import Sampler
-from w4s_jax.sandbox import Sandbox, SandboxSettings
+from w4s_jax.sandbox import SandboxSettings
 from w4s_jax.serving.protocol import Defaults
 from w4s_jax.serving.server import BackgroundServer, make_app
 from w4s_jax.tasks import get_task
@@ -116,8 +116,8 @@ async def _evaluate_against_status(status: int, tmp_path) -> object:
     executor = ExecutorClient(base_urls=[f"http://127.0.0.1:{port}/v1"], model="m", cache_path=tmp_path / "c.sqlite",
                               budget_usd=1.0)
     try:
-        async with Sandbox(SandboxSettings(workers=2, sample_timeout_s=20.0)) as sandbox:
-            return await SandboxEvaluator(sandbox, executor).evaluate(builtin_source("cot"), task, examples)
+        async with SandboxEvaluator(SandboxSettings(workers=2, sample_timeout_s=20.0), executor) as evaluator:
+            return await evaluator.evaluate(builtin_source("cot"), task, examples)
     finally:
         await executor.aclose()
         await runner.cleanup()

@@ -8,10 +8,10 @@ import pathlib
 
 import pytest
 
-from w4s_jax.config import sections
 from w4s_jax.config_errors import ConfigError
 from w4s_jax.executor import BudgetExceeded, ExecutorClient, ExecutorError
 from w4s_jax.executor.repliers import ReplyRequest
+from w4s_jax.executor.settings import ExecutorSettings
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint, count_tokens
 
 
@@ -265,14 +265,11 @@ def test_meta_agent_client_shares_the_ledger(tmp_path):
     assert usage["spent_usd"] == pytest.approx(total) and total > 0
 
 
-def test_from_config_and_usage_is_json_safe(tmp_path):
-    config = sections.executor_section()
-
+def test_from_settings_and_usage_is_json_safe(tmp_path):
     async def main():
         async with StandInEndpoint(RecordingReplier("ok")) as endpoint:
-            config.base_url = endpoint.url
-            config.model = "gpt-4o-mini"
-            client = ExecutorClient.from_config(config, tmp_path)
+            settings = ExecutorSettings(base_url=endpoint.url, model="gpt-4o-mini")
+            client = ExecutorClient.from_settings(settings, tmp_path)
             await client.call_llm(messages=USER)
             await client.aclose()
             return client
@@ -286,20 +283,17 @@ def test_from_config_and_usage_is_json_safe(tmp_path):
 
 
 def test_openai_url_without_key_is_a_config_error(tmp_path, monkeypatch):
-    config = sections.executor_section()
-    config.api_key_env = "W4S_TEST_KEY_THAT_IS_NOT_SET"
+    settings = ExecutorSettings(api_key_env="W4S_TEST_KEY_THAT_IS_NOT_SET")
     monkeypatch.delenv("W4S_TEST_KEY_THAT_IS_NOT_SET", raising=False)
     with pytest.raises(ConfigError, match="W4S_TEST_KEY_THAT_IS_NOT_SET"):
-        ExecutorClient.from_config(config, tmp_path)
+        ExecutorClient.from_settings(settings, tmp_path)
 
 
 def test_openai_model_without_price_is_a_config_error(tmp_path, monkeypatch):
-    config = sections.executor_section()
-    config.model = "gpt-9-unpriced"
+    settings = ExecutorSettings(model="gpt-9-unpriced", api_key_env="W4S_TEST_KEY")
     monkeypatch.setenv("W4S_TEST_KEY", "sk-test")
-    config.api_key_env = "W4S_TEST_KEY"
     with pytest.raises(ConfigError, match=r"executor\.prices: no price for model 'gpt-9-unpriced'"):
-        ExecutorClient.from_config(config, tmp_path)
+        ExecutorClient.from_settings(settings, tmp_path)
 
 
 def test_unreachable_endpoint_gives_final_error(tmp_path):

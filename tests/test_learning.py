@@ -16,11 +16,12 @@ import pytest
 from conftest import REPO_ROOT
 
 from w4s_jax.config.loading import load_config_file
+from w4s_jax.config.typed import experiment_settings
 from w4s_jax.config_errors import ConfigError
 from w4s_jax.executor import ExecutorClient
 from w4s_jax.executor.repliers import TableReplier
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
-from w4s_jax.learning.experiment import ARMS, check_learning_config
+from w4s_jax.learning.experiment import ARMS
 from w4s_jax.learning.measures import (
     collection_metrics,
     samples_at_temperature,
@@ -191,11 +192,11 @@ def test_paired_difference_is_per_seed_on_common_problems_with_intervals():
 ])
 def test_the_experiment_refuses_settings_its_design_excludes(field, value, message):
     config = load_config_file(LEARNING_CONFIG)
-    check_learning_config(config)
+    experiment_settings(config)
     section, name = field.split(".")
     config[section][name] = value
     with pytest.raises(ConfigError, match=message):
-        check_learning_config(config)
+        experiment_settings(config)
 
 
 SMOKE = [

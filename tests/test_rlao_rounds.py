@@ -7,6 +7,7 @@ import jax
 import numpy as np
 from conftest import mesh_of, requires_devices
 
+from w4s_jax.config.typed import run_settings, section_settings, training_settings
 from w4s_jax.models import abstract_model
 from w4s_jax.rlao.loading import load_meta_agent
 from w4s_jax.rlao.rounds import run_rounds
@@ -36,7 +37,8 @@ def _config(tmp_path):
 def test_rounds_hand_trained_parameters_to_the_sampler(tmp_path, rlao_trajectory_writer):
     config = _config(tmp_path)
     mesh = mesh_of(2)
-    model_config, params = load_meta_agent(config, mesh)
+    training = training_settings(config)
+    model_config, params = load_meta_agent(training.model, mesh, training.train.seed)
     from flax import nnx
 
     graphdef, _ = abstract_model(model_config)
@@ -53,7 +55,7 @@ def test_rounds_hand_trained_parameters_to_the_sampler(tmp_path, rlao_trajectory
         return types.SimpleNamespace(trajectories_path=path)
 
     records, final = run_rounds(
-        config, model_config=model_config, mesh=mesh, model_params=params, tokenizer=ByteChatTokenizer(),
+        run_settings(config), training, section_settings(config, "rounds"), model_config=model_config, mesh=mesh, model_params=params, tokenizer=ByteChatTokenizer(),
         sampler=sampler, policy=policy, collect=fake_collect, output_dir=config.output_dir, log=lambda _: None,
     )  # fmt: skip
     assert [r.round for r in records] == [0, 1] and all(r.train_steps == 3 for r in records)
@@ -67,7 +69,8 @@ def test_rounds_stop_when_a_collection_has_nothing_to_train_on(tmp_path, rlao_tr
     """The paper's data (rlao.keep_invalid False): no valid, checked candidate -> no training, no more rounds."""
     config = _config(tmp_path)
     mesh = mesh_of(1)
-    model_config, params = load_meta_agent(config, mesh)
+    training = training_settings(config)
+    model_config, params = load_meta_agent(training.model, mesh, training.train.seed)
     collected, notes = [], []
 
     def invalid_collect(config, policy, output_dir):
@@ -81,7 +84,7 @@ def test_rounds_stop_when_a_collection_has_nothing_to_train_on(tmp_path, rlao_tr
         return types.SimpleNamespace(trajectories_path=path)
 
     records, final = run_rounds(
-        config, model_config=model_config, mesh=mesh, model_params=params, tokenizer=ByteChatTokenizer(),
+        run_settings(config), training, section_settings(config, "rounds"), model_config=model_config, mesh=mesh, model_params=params, tokenizer=ByteChatTokenizer(),
         sampler=None, policy=None, collect=invalid_collect, output_dir=config.output_dir, log=notes.append,
     )  # fmt: skip
     assert records == [] and final is params and len(collected) == 1

@@ -140,8 +140,14 @@ def test_set_state_swaps_parameters_without_recompiling(setup):
 def test_top_k_and_top_p_never_emit_excluded_tokens(setup, sharp_sampler):
     _, model, _ = setup
     prompt = PROMPTS[0]
-    logits = full_forward_logits(model, prompt)[-1] * HEAD_SCALE
-    temperature = 3.0
+    # Temperature 2 (the top of the one range, sampling.settings.TEMPERATURE_MAX) over a head scaled by
+    # 2/3 of HEAD_SCALE: the distribution that temperature 3 gives over the sharp head.
+    scale = HEAD_SCALE * 2.0 / 3.0
+    state = nnx.state(model)
+    state["lm_head"] = jax.tree.map(lambda x: x * scale, state["lm_head"])
+    sharp_sampler.set_state(state)
+    logits = full_forward_logits(model, prompt)[-1] * scale
+    temperature = 2.0
     probs = np.asarray(jax.nn.softmax(logits / temperature))
     order = np.argsort(-probs)
     # Exclusion is testable: the top 5 share the mass and the excluded tail is far from empty.

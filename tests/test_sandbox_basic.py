@@ -208,3 +208,22 @@ def test_protocol_rejects_malformed_frames():
     with pytest.raises(FrameError):
         encode_frame({"x": {1, 2}})
     assert HEADER.unpack(encode_frame({"a": 1})[:4]) == (len(b'{"a":1}'),)
+
+
+def test_destroying_a_worker_the_parent_stopped_reading_does_not_hang():
+    """A worker that sent more than the parent read fills the channel's reader, which pauses; Python
+    3.11's Process.wait() waits for every pipe's EOF, which a paused reader never sees. destroy() reads
+    the rest away: it returns in seconds (it hung for good before, and with it the pool's close)."""
+    from w4s_jax.sandbox.pool import WorkerSpec, spawn
+
+    async def main() -> float:
+        spec = WorkerSpec(cpu_seconds=20, memory_mb=1024, max_file_mb=16, max_open_files=64, max_threads=8,
+                          max_output_bytes=1_000_000)
+        worker = await spawn(spec)
+        await worker.send({"type": "run", "kind": "code", "source": "def solution():\n    return 'x' * 900_000\n"})
+        await asyncio.sleep(2.0)  # the reply (a ~900 KB frame) fills the pipe and the reader's buffer
+        started = time.monotonic()
+        await asyncio.wait_for(worker.destroy(), 30)
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 30

@@ -85,9 +85,14 @@ def endpoint_url(gsm8k, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run():
-    """`run(coroutine)` on one loop whose sandbox (`run.sandbox`) lives for the module."""
+    """`run(coroutine)` on one loop whose sandbox (`run.sandbox`) lives for the module; its agent calls
+    go to the executor of the evaluation running (`run.executor_handler`, set by `evaluate`)."""
     loop = asyncio.new_event_loop()
-    sandbox = Sandbox(SETTINGS)
+
+    async def current_executor(method: str, kwargs: dict, scope: str) -> object:
+        return await run_.executor_handler(method, kwargs, scope)
+
+    sandbox = Sandbox(SETTINGS, current_executor)
     loop.run_until_complete(sandbox.__aenter__())
 
     def run_(coroutine):
@@ -108,7 +113,7 @@ def evaluate(run, url: str, tmp_path: pathlib.Path, source: str, task, examples,
     """(report as strict JSON data, executor usage, wall seconds, endpoint requests it caused)."""
     executor = ExecutorClient(base_urls=[url], model=MODEL, cache_path=tmp_path / "cache.sqlite", prices=PRICES,
                               budget_usd=budget, max_tokens=MAX_TOKENS, max_retries=0, transport="aiohttp")
-    run.sandbox.handler = executor_handler(executor)
+    run.executor_handler = executor_handler(executor)
     before = endpoint_requests(url)
     started = time.monotonic()
     try:

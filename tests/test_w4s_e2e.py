@@ -20,11 +20,12 @@ import urllib.request
 import pytest
 
 from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
+from w4s_jax.config.typed import run_settings
 from w4s_jax.executor.repliers import OracleStandIn
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 from w4s_jax.tasks import get_task
 from w4s_jax.trajectory import read_trajectories
-from w4s_jax.w4s.policy import OpenAIPolicy
+from w4s_jax.w4s.meta_agent import meta_agent_policy
 from w4s_jax.w4s.rewards import RewardRule
 from w4s_jax.w4s.runner import run_w4s
 
@@ -121,7 +122,8 @@ def test_smollm2_meta_agent_over_http(served_smollm2, tmp_path, shared_data_dir)
         config.w4s.feedback_cases = 1
         config.w4s.progress = False
         started = time.monotonic()
-        result = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent), tmp_path / "e2e")
+        settings = run_settings(config)
+        result = run_w4s(settings, meta_agent_policy(settings, tmp_path / "e2e"), tmp_path / "e2e")
         elapsed = time.monotonic() - started
 
     raw = [json.loads(line) for line in result.trajectories_path.read_text().splitlines()]

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from w4s_jax.config.fields import iter_leaves
 from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
+from w4s_jax.config.typed import run_settings
 from w4s_jax.executor.repliers import TableReplier
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint, spawn
 from w4s_jax.tasks import get_task
@@ -35,7 +36,7 @@ from w4s_jax.trajectory import read_trajectories
 from w4s_jax.w4s import prompts
 from w4s_jax.w4s.budget import command_ledger
 from w4s_jax.w4s.episode import derive_seed
-from w4s_jax.w4s.policy import OpenAIPolicy
+from w4s_jax.w4s.meta_agent import meta_agent_policy
 from w4s_jax.w4s.runner import run_w4s
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -183,7 +184,8 @@ def scripted_run(tmp_path_factory, shared_data_dir, data):
     with ScriptedMetaAgent() as meta, StandInEndpoint(TableReplier(answer_table(val, test))).in_thread() as executor:
         config = run_config(shared_data_dir, meta.url, executor.url)
         output_dir = tmp_path_factory.mktemp("w4s") / "scripted"
-        result = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent), output_dir)
+        settings = run_settings(config)
+        result = run_w4s(settings, meta_agent_policy(settings, output_dir), output_dir)
         yield result, meta.requests, executor.stats()
 
 
@@ -305,7 +307,8 @@ def test_training_data_leaves_out_invalid_and_check_failed_candidates(tmp_path, 
         config.w4s.candidates_per_turn = 3
         config.w4s.max_iterations = 1
         config.w4s.max_repairs = 1
-        result = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent), tmp_path / "filter")
+        settings = run_settings(config)
+        result = run_w4s(settings, meta_agent_policy(settings, tmp_path / "filter"), tmp_path / "filter")
         bodies = {seeds[body["seed"]]: body["messages"] for body in meta.requests}
     lines = load_jsonl(result.trajectories_path)
     assert [(line["valid_action"], line["check_failed"], line["repairs"]) for line in lines] == [
@@ -442,7 +445,8 @@ def test_budget_exhaustion_stops_the_run_without_journaling_false_scores(tmp_pat
         config.sandbox.workers = 1  # one call at a time: each reserves its worst case ($0.00258) first
         config.executor.max_tokens = 4096  # the cot seed's max_completion_tokens, uncapped: that worst case
         config.executor.budget_usd = 0.00258 + 0.0003  # the seed's 6 calls fit; turn 1's evaluations do not
-        result = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent), tmp_path / "budget")
+        settings = run_settings(config)
+        result = run_w4s(settings, meta_agent_policy(settings, tmp_path / "budget"), tmp_path / "budget")
     assert result.stopped_reason.startswith("executor budget exceeded for model 'gpt-4o-mini'")
     journal = load_jsonl(result.journal_path)
     evaluations = [r for r in journal if r["kind"] == "evaluation"]
@@ -463,14 +467,17 @@ def test_an_api_meta_agent_spends_from_the_run_budget(tmp_path, shared_data_dir,
         config.executor.prices = {"meta-priced": {"input": 1.0, "output": 2.0}}  # the executor stays unpriced
         config.w4s.max_iterations = 1
         config.executor.budget_usd = 1e-6  # far below one meta-agent call's worst case
-        ledger = command_ledger(config, tmp_path / "refused")  # the command's budget, given at construction
-        refused = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent, ledger), tmp_path / "refused",
+        settings = run_settings(config)
+        ledger = command_ledger(settings.executor, tmp_path / "refused")  # the command's budget, given at construction
+        refused = run_w4s(settings, meta_agent_policy(settings, tmp_path / "refused", ledger), tmp_path / "refused",
                           ledger=ledger)
         assert refused.stopped_reason.startswith("executor budget exceeded for model 'meta-priced'")
         assert meta.requests == []  # refused before sending
         config.executor.budget_usd = 1.0
-        ledger = command_ledger(config, tmp_path / "paid")
-        paid = run_w4s(config, OpenAIPolicy.from_config(config.meta_agent, ledger), tmp_path / "paid", ledger=ledger)
+        settings = run_settings(config)
+        ledger = command_ledger(settings.executor, tmp_path / "paid")
+        paid = run_w4s(settings, meta_agent_policy(settings, tmp_path / "paid", ledger), tmp_path / "paid",
+                       ledger=ledger)
     assert paid.stopped_reason == "" and len(meta.requests) == 2  # 1 turn x 2 candidates
     result = json.loads((paid.output_dir / "result.json").read_text())
     # The scripted endpoint reports no usage: prompt tokens are bounded by UTF-8 bytes (+ overhead),

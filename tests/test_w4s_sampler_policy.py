@@ -12,6 +12,7 @@ import pathlib
 import pytest
 
 from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
+from w4s_jax.config.typed import run_settings
 from w4s_jax.executor.repliers import TableReplier
 from w4s_jax.executor.stand_in_endpoint import StandInEndpoint
 from w4s_jax.models import load_model
@@ -61,7 +62,7 @@ def test_a_w4s_run_with_the_in_process_sampler(policy, tmp_path, shared_data_dir
         config.w4s.test_eval = False
         config.w4s.progress = False
         config.sampling.max_new_tokens = 16
-        result = run_w4s(config, policy, tmp_path / "jax")
+        result = run_w4s(run_settings(config), policy, tmp_path / "jax")
     records = read_trajectories([result.trajectories_path])
     assert len(records) == 3
     for record in records:  # the tiny model's 2048 positions cannot hold the W4S prompt

@@ -10,8 +10,10 @@ import re
 import ml_collections
 import pytest
 
+from w4s_jax.cli.w4s_run import checked_run_settings
 from w4s_jax.config.fields import FIELD_DOCS, iter_leaves
 from w4s_jax.config.loading import CONFIGS_DIR, load_config_file
+from w4s_jax.config.typed import run_settings
 from w4s_jax.config_errors import ConfigError
 from w4s_jax.w4s import prompts
 from w4s_jax.w4s.actions import parse_action
@@ -21,7 +23,6 @@ from w4s_jax.w4s.hosts import host_share
 from w4s_jax.w4s.journal import Journal
 from w4s_jax.w4s.outcomes import CaseResult, EvalOutcome
 from w4s_jax.w4s.rewards import RewardRule
-from w4s_jax.w4s.settings import check_meta_agent, loop_settings, rollout_plan
 
 SOLVER = 'def solver(agent, task):\n    return {"answer": 1}\n'
 
@@ -89,9 +90,9 @@ def test_design_principles_can_be_left_out_of_the_first_message():
     assert prompts.PRINCIPLES in full and "## How to design" not in short
     assert short == full.replace(prompts.PRINCIPLES + "\n\n", "")
     config = optimize_config()
-    assert loop_settings(config).design_principles is True
+    assert run_settings(config).w4s.design_principles is True
     config.w4s.design_principles = False
-    assert loop_settings(config).design_principles is False
+    assert run_settings(config).w4s.design_principles is False
 
 
 def test_journal_is_keyed_durable_and_drops_a_torn_last_line(tmp_path):
@@ -224,26 +225,24 @@ def test_bad_w4s_config_names_the_field(field, value, message):
     section, name = field.split(".")
     config[section][name] = value
     with pytest.raises(ConfigError, match=re.escape(message)):
-        check_meta_agent(config)
-        loop_settings(config)
-        rollout_plan(config)
+        run_settings(config)
 
 
 def test_jax_meta_agent_needs_weights():
     config = optimize_config()
     config.meta_agent.kind = "jax"
     with pytest.raises(ConfigError, match=re.escape("model.path: meta_agent.kind='jax' needs weights")):
-        check_meta_agent(config)
+        checked_run_settings(config)
 
 
 def test_rollout_plan_is_tasks_times_seeds():
     config = optimize_config()
     config.w4s.tasks = "gsm8k,math"
     config.w4s.seeds = "0,1"
-    assert rollout_plan(config) == [("gsm8k", 0), ("gsm8k", 1), ("math", 0), ("math", 1)]
+    assert run_settings(config).rollout_plan() == [("gsm8k", 0), ("gsm8k", 1), ("math", 0), ("math", 1)]
     config.w4s.tasks = ""
     config.task.name = "svamp"
-    assert rollout_plan(config) == [("svamp", 0), ("svamp", 1)]
+    assert run_settings(config).rollout_plan() == [("svamp", 0), ("svamp", 1)]
 
 
 def test_every_field_of_the_w4s_configs_is_documented():
@@ -257,12 +256,12 @@ def test_a_resumed_run_must_keep_the_deciding_fields(tmp_path):
     from w4s_jax.w4s.settings import check_resume_fingerprint
 
     config = optimize_config()
-    check_resume_fingerprint(Journal(tmp_path / "journal.jsonl"), config)
+    check_resume_fingerprint(Journal(tmp_path / "journal.jsonl"), run_settings(config))
     config.w4s.max_iterations = 12  # extending a run is fine
-    check_resume_fingerprint(Journal(tmp_path / "journal.jsonl"), config)
+    check_resume_fingerprint(Journal(tmp_path / "journal.jsonl"), run_settings(config))
     config.w4s.candidates_per_turn = 7
     with pytest.raises(ConfigError, match=re.escape("w4s.candidates_per_turn: 7 differs from 5 in the journal")):
-        check_resume_fingerprint(Journal(tmp_path / "journal.jsonl"), config)
+        check_resume_fingerprint(Journal(tmp_path / "journal.jsonl"), run_settings(config))
 
 
 def test_optimize_refuses_several_tasks_before_doing_anything(tmp_path):

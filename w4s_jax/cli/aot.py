@@ -28,17 +28,17 @@ DEFAULT_CONFIG = "aot.py"
 
 def main(config: ml_collections.ConfigDict) -> None:
     validate(config, sections=("model",))
+    from w4s_jax.config.typed import section_settings
     from w4s_jax.models import get_preset
     from w4s_jax.rlao.aot import GIB, plan_and_compile, tpu_topology
     from w4s_jax.rlao.aot_sampling import GenerationShape, plan_round
-    from w4s_jax.rlao.trainer import lora_config
 
     m, g = config.model, config.generation
     model = get_preset(m.preset).replace(dtype=m.dtype, param_dtype=m.param_dtype, scan_layers=m.scan_layers, remat=m.remat)
     topology = tpu_topology(config.topology)
     train = dict(
         seq_len=config.seq_len, micro_batch=config.micro_batch, grad_accum_steps=config.grad_accum_steps,
-        mesh=config.mesh, lora=lora_config(config), logits_chunk=config.logits_chunk,
+        mesh=config.mesh, lora=section_settings(config, "lora").adapters(), logits_chunk=config.logits_chunk,
         max_rows_per_group=config.max_rows_per_group,
     )  # fmt: skip
     if g.enabled:

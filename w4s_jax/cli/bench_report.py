@@ -30,6 +30,8 @@ import psutil
 SCHEMA = "w4s-bench/1"
 VERSIONED_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy", "transformers", "torch", "libtpu")
 BENCH_PREFIX = "bench_"
+# The /proc/cpuinfo flags that decide which matmul kernels the libraries pick.
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_tile", "amx_bf16")
 
 
 def benchmark_name(path: pathlib.Path) -> str:
@@ -65,6 +67,67 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> set[str]:
+    """The CPU feature flags /proc/cpuinfo lists (empty where there is none)."""
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("flags") and ":" in line:
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_vector_features(flags: set[str] | None = None) -> str:
+    """The vector features that decide which matmul kernels run: 'avx2 fma avx512f avx512_bf16 ...'."""
+    flags = cpu_flags() if flags is None else flags
+    return " ".join(flag for flag in VECTOR_FLAGS if flag in flags) or platform.machine()
+
+
+def copy_bandwidth(mib: int = 512, repeats: int = 5) -> float:
+    """Bytes moved per second (read + write) by a numpy copy of a `mib` MiB float32 array (STREAM's
+    convention), median of `repeats` after one warm-up copy."""
+    import numpy as np
+
+    src = np.ones(mib * 2**20 // 4, np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        times.append(time.perf_counter() - start)
+    return 2 * src.nbytes / sorted(times)[len(times) // 2]
+
+
+def measured_machine(quick: bool = False) -> dict[str, object]:
+    """What a CPU ratio needs beside it: the CPU model and vector features, the float32 matmul peak
+    XLA:CPU reaches here ([2048, 2048]^2, best of 5) and the copy bandwidth, both measured now, and
+    the 1-minute load average. Ratios move with these (a machine whose matmul peak is 2.5x another's
+    gives different ratios), so a benchmark measures them in its own run and prints them beside its
+    ratios (`machine_line`)."""
+    from w4s_jax.rlao.flops import measured_cpu_peak  # imports JAX: only when measuring
+
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_count": psutil.cpu_count(logical=True),
+        "cpu_vector_features": cpu_vector_features(),
+        "cpu_peak_gflops": round(measured_cpu_peak() / 1e9, 1),
+        "copy_bandwidth_gb_per_s": round(copy_bandwidth(128 if quick else 512) / 1e9, 1),
+        "load_average_1m": round(psutil.getloadavg()[0], 2),
+    }
+
+
+def machine_line(machine: dict) -> str:
+    """One line naming the machine a benchmark's ratios were measured on (from `measured_machine`)."""
+    line = (f"CPU: {machine['cpu_model']}, {machine['cpu_count']} cores ({machine['cpu_vector_features']}); "
+            f"float32 matmul peak {machine['cpu_peak_gflops']} GFLOP/s (XLA:CPU), copy bandwidth "
+            f"{machine['copy_bandwidth_gb_per_s']} GB/s, measured in this run; 1-minute load average "
+            f"{machine['load_average_1m']}")
+    if "load_average_1m_after" in machine:
+        line += f" before, {machine['load_average_1m_after']} after"
+    return line + "."
+
+
 def accelerator_info() -> dict[str, object]:
     """What JAX sees: backend, device kind and counts (local and across all hosts)."""
     try:
@@ -91,6 +154,7 @@ def machine_info() -> dict[str, object]:
         "hostname": platform.node(),
         "os": platform.platform(),
         "cpu_model": cpu_model(),
+        "cpu_vector_features": cpu_vector_features(),
         "cpu_cores_logical": psutil.cpu_count(logical=True),
         "cpu_cores_physical": psutil.cpu_count(logical=False),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
@@ -180,11 +244,14 @@ def benchmark_section(row: dict) -> str:
         body = "\n".join([result.get("header", "").strip(), *rows]).strip()
     else:
         body = "```json\n" + json.dumps(result, indent=1, sort_keys=True)[:4000] + "\n```"
+    if isinstance(result.get("machine"), dict) and "markdown" not in result:
+        body = machine_line(result["machine"]) + "\n\n" + body
     return f"### {row['name']}\n\n{body}\n"
 
 
 def render_markdown(report: dict) -> str:
     machine, accelerator = report["machine"], report["machine"]["accelerator"]
+    measured = machine.get("measured", {})
     accel = (f"{accelerator.get('device_count')} x {accelerator.get('device_kind')} ({accelerator.get('backend')})"
              if "device_kind" in accelerator else accelerator.get("error", "none"))
     if "memory_gib_per_device" in accelerator:
@@ -196,6 +263,11 @@ def render_markdown(report: dict) -> str:
         markdown_table([
             {"machine": "CPU", "value": f"{machine['cpu_model']}, {machine['cpu_cores_physical']} cores / "
                                         f"{machine['cpu_cores_logical']} threads"},
+            {"machine": "CPU vector features", "value": machine.get("cpu_vector_features", "")},
+            {"machine": "measured", "value": (f"float32 matmul peak {measured['cpu_peak_gflops']} GFLOP/s (XLA:CPU), copy "
+                                              f"bandwidth {measured['copy_bandwidth_gb_per_s']} GB/s, 1-minute load "
+                                              f"average {measured['load_average_1m']} (after the benchmarks)")
+                                             if "cpu_peak_gflops" in measured else measured.get("error", "")},
             {"machine": "memory", "value": f"{machine['memory_gib']} GiB"},
             {"machine": "accelerator", "value": accel},
             {"machine": "versions", "value": ", ".join(f"{k} {v}" for k, v in report["versions"].items())},
@@ -226,12 +298,19 @@ def build_report(benchmarks: dict[str, pathlib.Path], *, quick: bool, timeout_s:
         "schema": SCHEMA,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "quick": quick,
-        "machine": machine_info(),
+        "machine": machine_info() | {"measured": _measured_or_error(quick)},
         "versions": versions(),
         "git": git_info(repo_dir),
         "config": config or {},
         "benchmarks": rows,
     }
+
+
+def _measured_or_error(quick: bool) -> dict[str, object]:
+    try:
+        return measured_machine(quick)
+    except Exception as error:  # a report without the peak still beats no report
+        return {"error": f"{type(error).__name__}: {error}"}
 
 
 def write_report(report: dict, output_dir: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
@@ -246,8 +325,15 @@ def write_report(report: dict, output_dir: pathlib.Path) -> tuple[pathlib.Path, 
 def _child_main(argv: Sequence[str]) -> None:
     """`python -m w4s_jax.cli.bench_report MODULE RESULT_JSON quick|full`: the isolated child of run_isolated."""
     module_path, result_path, mode = argv
-    result = run_module(pathlib.Path(module_path), quick=mode == "quick")
+    result = _with_load_after(run_module(pathlib.Path(module_path), quick=mode == "quick"))
     pathlib.Path(result_path).write_text(json.dumps(result))
+
+
+def _with_load_after(result: dict) -> dict:
+    """Adds the 1-minute load average at the end of the run to a result's `machine` (if it has one)."""
+    if isinstance(result.get("machine"), dict):
+        result["machine"]["load_average_1m_after"] = round(psutil.getloadavg()[0], 2)
+    return result
 
 
 def script_main(run: Callable[..., dict], doc: str, quick_help: str = "small shapes, few repeats") -> None:
@@ -256,7 +342,9 @@ def script_main(run: Callable[..., dict], doc: str, quick_help: str = "small sha
 
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=quick_help)
-    outcome = run(quick=parser.parse_args().quick)
+    outcome = _with_load_after(run(quick=parser.parse_args().quick))
+    if isinstance(outcome.get("machine"), dict):
+        print(machine_line(outcome["machine"]))
     print(markdown_table(outcome["rows"]))
     print(json.dumps({k: v for k, v in outcome.items() if k != "rows"}, indent=1))
 

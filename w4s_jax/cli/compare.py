@@ -31,6 +31,7 @@ import ml_collections
 from w4s_jax.cli.eval import load_examples, load_workflow, search_backend
 from w4s_jax.cli.local_executor import executor_kind, local_executor
 from w4s_jax.config import config_checks
+from w4s_jax.config.typed import section_settings
 from w4s_jax.config_errors import ConfigError
 from w4s_jax.w4s.atomic import atomic_write
 
@@ -149,57 +150,56 @@ def cost_key(config: ml_collections.ConfigDict, workflow_hash: str) -> str:
                        int(config.seed), str(config.data_dir), str(config.executor.model), executor_kind(config)])
 
 
-def row_executor_config(config: ml_collections.ConfigDict, workflow_hash: str, budget_usd: float):
-    """The executor section for one row: its own cache file under output_dir/compare_cache (unless
+def row_executor_settings(config: ml_collections.ConfigDict, workflow_hash: str, budget_usd: float):
+    """The executor settings for one row: its own cache file under output_dir/compare_cache (unless
     executor.cache_path names one), so no row is served replies another row paid for and each row's
     cost is its own; the run's budget less what earlier rows spent."""
-    section = ml_collections.ConfigDict(config.executor.to_dict())
-    if not str(section.cache_path):
-        section.cache_path = str(pathlib.Path(config.output_dir) / CACHE_DIR / f"{workflow_hash}.sqlite")
-    section.budget_usd = budget_usd
-    return section
+    executor = section_settings(config, "executor")
+    cache_path = executor.cache_path or str(pathlib.Path(config.output_dir) / CACHE_DIR / f"{workflow_hash}.sqlite")
+    return dataclasses.replace(executor, cache_path=cache_path, budget_usd=budget_usd)
 
 
 async def compare_rows(config: ml_collections.ConfigDict, task, examples, workflows: list[tuple[str, str]],
                        recorded: dict) -> list[Row]:
-    """Evaluates every workflow in one sandbox, each with its own cached executor client (module doc)."""
+    """Evaluates every workflow in its own sandbox wired to its own cached executor client (module doc)."""
     from w4s_jax.executor import ExecutorClient
     from w4s_jax.sandbox import Sandbox, workflow_hash
     from w4s_jax.w4s.scoring import evaluate_workflow, executor_handler
 
     rows, budget = [], float(config.executor.budget_usd)
-    async with Sandbox(config.sandbox.to_dict()) as sandbox:
-        for name, source in workflows:
-            executor = ExecutorClient.from_config(row_executor_config(config, workflow_hash(source), budget),
-                                                  config.output_dir)
-            sandbox.handler = executor_handler(executor, search_backend(config))
-            started = time.monotonic()
-            try:
+    sandbox_settings = section_settings(config, "sandbox")
+    for name, source in workflows:
+        executor = ExecutorClient.from_settings(row_executor_settings(config, workflow_hash(source), budget),
+                                                config.output_dir)
+        try:
+            async with Sandbox(sandbox_settings, executor_handler(executor, search_backend(config))) as sandbox:
+                started = time.monotonic()
                 report = await evaluate_workflow(source, task, examples, sandbox, executor,
                                                  hidden_test_timeout_s=float(config.hidden_test_timeout_s))
-            finally:
-                await executor.aclose()
-            usage = executor.usage()
-            budget -= float(usage["spent_usd"])
-            per_model = usage["by_model_role"].values()
-            paid = {"prompt_tokens": sum(int(u["prompt_tokens"]) for u in per_model),
-                    "completion_tokens": sum(int(u["completion_tokens"]) for u in per_model),
-                    "dollars": sum(float(u["dollars"]) for u in per_model),
-                    "seconds": round(time.monotonic() - started, 3)}
-            sent, key, cost_from = int(usage["calls"]), cost_key(config, report.workflow_hash), "this run"
-            if sent:
-                recorded[key] = paid
-            elif key in recorded:
-                paid, cost_from = recorded[key], "recorded run (all cached now)"
-            else:
-                cost_from = "cache (no recorded run)"
-            n = len(report.samples)
-            low, high = wilson_interval(report.score * n, n)
-            rows.append(Row(name, report.score, low, high, n, report.errors,
-                            int(report.usage["sandbox"]["executor_calls"]), paid["prompt_tokens"],
-                            paid["completion_tokens"], paid["dollars"], paid["seconds"], sent, cost_from))
-            print(f"w4s-jax compare: {name}: accuracy {report.score:.3f} [{low:.3f}, {high:.3f}] on {n}, "
-                  f"{sent} requests sent", flush=True)
+                seconds = round(time.monotonic() - started, 3)
+        finally:
+            await executor.aclose()
+        usage = executor.usage()
+        budget -= float(usage["spent_usd"])
+        per_model = usage["by_model_role"].values()
+        paid = {"prompt_tokens": sum(int(u["prompt_tokens"]) for u in per_model),
+                "completion_tokens": sum(int(u["completion_tokens"]) for u in per_model),
+                "dollars": sum(float(u["dollars"]) for u in per_model),
+                "seconds": seconds}
+        sent, key, cost_from = int(usage["calls"]), cost_key(config, report.workflow_hash), "this run"
+        if sent:
+            recorded[key] = paid
+        elif key in recorded:
+            paid, cost_from = recorded[key], "recorded run (all cached now)"
+        else:
+            cost_from = "cache (no recorded run)"
+        n = len(report.samples)
+        low, high = wilson_interval(report.score * n, n)
+        rows.append(Row(name, report.score, low, high, n, report.errors,
+                        int(report.usage["sandbox"]["executor_calls"]), paid["prompt_tokens"],
+                        paid["completion_tokens"], paid["dollars"], paid["seconds"], sent, cost_from))
+        print(f"w4s-jax compare: {name}: accuracy {report.score:.3f} [{low:.3f}, {high:.3f}] on {n}, "
+              f"{sent} requests sent", flush=True)
     return rows
 
 

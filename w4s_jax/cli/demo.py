@@ -9,6 +9,7 @@ trained and checkpointed with orbax, and `report.md` ties the outputs together.
 
 from __future__ import annotations
 
+import copy
 import pathlib
 
 import ml_collections
@@ -64,14 +65,16 @@ def main(config: ml_collections.ConfigDict) -> None:
     from w4s_jax.cli import rlao
     from w4s_jax.cli.demo_report import write_demo_report
     from w4s_jax.cli.local_executor import local_executor
-    from w4s_jax.cli.w4s_run import check_run_config
+    from w4s_jax.cli.w4s_run import checked_run_settings
     from w4s_jax.config.config_checks import validate
     from w4s_jax.models.weights import smollm2_gguf_path
 
     if not config.model.path:
         config.model.path = str(smollm2_gguf_path())
     validate(config, ["demo"])
-    check_run_config(config)  # bad fields and missing data exit 2 before anything starts
+    # Bad fields and missing data exit 2 before anything starts. Checked on a copy: starting the local
+    # executor points executor.* at it, and `rlao.main` checks and locks the config as it then is.
+    checked_run_settings(copy.deepcopy(config))
     output_dir = pathlib.Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     with local_executor(config, output_dir):

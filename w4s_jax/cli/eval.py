@@ -17,6 +17,7 @@ import time
 import ml_collections
 
 from w4s_jax.config import config_checks
+from w4s_jax.config.typed import section_settings
 from w4s_jax.config_errors import ConfigError
 from w4s_jax.w4s.atomic import atomic_write
 
@@ -90,9 +91,9 @@ async def run_eval(config: ml_collections.ConfigDict, source: str, task, example
     from w4s_jax.sandbox import Sandbox
     from w4s_jax.w4s.scoring import evaluate_workflow, executor_handler
 
-    executor = ExecutorClient.from_config(config.executor, config.output_dir)
+    executor = ExecutorClient.from_settings(section_settings(config, "executor"), config.output_dir)
     try:
-        async with Sandbox(config.sandbox.to_dict(), executor_handler(executor, search_backend(config))) as sandbox:
+        async with Sandbox(section_settings(config, "sandbox"), executor_handler(executor, search_backend(config))) as sandbox:
             report = await evaluate_workflow(source, task, examples, sandbox, executor,
                                              hidden_test_timeout_s=float(config.hidden_test_timeout_s))
     finally:

@@ -14,6 +14,7 @@ import ml_collections
 from absl import logging as absl_logging
 
 from w4s_jax.config_errors import ConfigError
+from w4s_jax.learning.settings import ExperimentSettings
 
 DOC = (
     "The learning experiment, the paper's protocol: the meta-agent is warm-started, then trained by RLAO "
@@ -32,8 +33,10 @@ DEFAULT_CONFIG = "learning.py"
 
 def main(config: ml_collections.ConfigDict) -> None:
     started = time.perf_counter()
-    from w4s_jax.cli.w4s_run import check_run_config
-    from w4s_jax.learning.experiment import check_learning_config, eval_tasks, with_fields
+    from w4s_jax.cli.w4s_run import check_run_settings, checked_run_settings
+    from w4s_jax.config.config_checks import validate
+    from w4s_jax.config.typed import experiment_settings
+    from w4s_jax.learning.experiment import eval_tasks, optimization_run, training_run
     from w4s_jax.models.weights import smollm2_gguf_path
 
     if config.meta_agent.kind != "jax":
@@ -41,15 +44,15 @@ def main(config: ml_collections.ConfigDict) -> None:
     shipped_model = not config.model.path
     if shipped_model:
         config.model.path = str(smollm2_gguf_path())
-    check_learning_config(config)
     # Bad fields (model and mesh included) and missing data exit 2 before anything starts: the train pool
     # and every evaluation task's validation and test splits.
-    check_run_config(with_fields(config, task__val_split=config.learning.train_split))
-    for task in eval_tasks(config):
-        check_run_config(with_fields(config, task__name=task.name, task__data_dir=task.data_dir,
-                                     task__val_limit=task.val_limit, task__test_limit=task.test_limit,
-                                     w4s__test_eval=True))
-    output_dir = pathlib.Path(config.output_dir)
+    validate(config, sections=("train", "rlao"))
+    settings = experiment_settings(config)
+    checked_run_settings(config)  # the config's own fields; locks it
+    check_run_settings(training_run(settings))
+    for task in eval_tasks(settings):
+        check_run_settings(optimization_run(settings, task, 0, turns=1, candidates=1))
+    output_dir = pathlib.Path(settings.run.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
@@ -58,7 +61,7 @@ def main(config: ml_collections.ConfigDict) -> None:
     # Every training round compiles the same train step: compiled once, then read from this cache.
     jax.config.update("jax_compilation_cache_dir", str(output_dir / "jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    payload = _run(config, output_dir)
+    payload = _run(settings, output_dir)
     times = os.times()
     payload |= {"argv": sys.argv, "total_wall_s": time.perf_counter() - started,
                 # CPU seconds of this process and its finished children (sandbox workers, executors): on a
@@ -74,17 +77,19 @@ def main(config: ml_collections.ConfigDict) -> None:
     print(f"learn: {', '.join(str(path) for path in paths.values())} ({payload['total_wall_s']:.0f} s in all)")
 
 
-def _run(config: ml_collections.ConfigDict, output_dir: pathlib.Path) -> dict:
-    from w4s_jax.cli.w4s_run import in_process_meta_agent
+def _run(settings: ExperimentSettings, output_dir: pathlib.Path) -> dict:
     from w4s_jax.learning.experiment import Experiment
     from w4s_jax.w4s.budget import command_ledger
+    from w4s_jax.w4s.meta_agent import in_process_meta_agent
 
     loading = time.perf_counter()
-    agent = in_process_meta_agent(config)
+    train = settings.training.train
+    agent = in_process_meta_agent(settings.run, tokenizer=train.tokenizer, seed=train.seed)
     load_wall_s = time.perf_counter() - loading
-    ledger = command_ledger(config, output_dir)  # executor.budget_usd caps the whole experiment, across resumes
+    # executor.budget_usd caps the whole experiment, across resumes
+    ledger = command_ledger(settings.run.executor, output_dir)
     try:
-        experiment = Experiment(config, model_config=agent.model_config, mesh=agent.mesh, params=agent.params,
+        experiment = Experiment(settings, model_config=agent.model_config, mesh=agent.mesh, params=agent.params,
                                 tokenizer=agent.tokenizer, sampler=agent.sampler, policy=agent.policy,
                                 output_dir=output_dir, ledger=ledger)
         return experiment.run() | {"load_wall_s": load_wall_s, "executor_spent_usd": ledger.report()["spent_usd"]}

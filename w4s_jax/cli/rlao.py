@@ -10,6 +10,8 @@ import ml_collections
 from absl import logging as absl_logging
 
 from w4s_jax.config_errors import ConfigError
+from w4s_jax.rlao.settings import RoundsSettings, TrainingSettings
+from w4s_jax.w4s.settings import RunSettings
 
 DOC = (
     "RLAO rounds: collect W4S trajectories with the in-process JAX meta-agent, train on them "
@@ -43,33 +45,43 @@ def check_resume_files(output_dir: pathlib.Path) -> None:
 
 
 def main(config: ml_collections.ConfigDict) -> None:
-    from w4s_jax.cli.w4s_run import check_run_config
+    from w4s_jax.cli.w4s_run import checked_run_settings
+    from w4s_jax.config.config_checks import validate
+    from w4s_jax.config.typed import section_settings, training_settings
 
     if config.meta_agent.kind != "jax":
         raise ConfigError("meta_agent.kind: rlao trains the in-process meta-agent; fix: --config.meta_agent.kind=jax")
-    check_run_config(config)
+    validate(config, sections=("train", "rlao"))
+    training, rounds = training_settings(config), section_settings(config, "rounds")
+    run_rlao(checked_run_settings(config), training, rounds)
+
+
+def run_rlao(settings: RunSettings, training: TrainingSettings, rounds: RoundsSettings) -> None:
+    """The rounds with the in-process meta-agent, one budget over all of them; exports when asked."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    from w4s_jax.cli.w4s_run import in_process_meta_agent
     from w4s_jax.rlao.loading import export_meta_agent
     from w4s_jax.rlao.rounds import run_rounds
     from w4s_jax.w4s.budget import command_ledger
+    from w4s_jax.w4s.meta_agent import in_process_meta_agent
     from w4s_jax.w4s.runner import run_w4s
 
-    check_resume_files(pathlib.Path(config.output_dir))
-    agent = in_process_meta_agent(config)
+    check_resume_files(pathlib.Path(settings.output_dir))
+    agent = in_process_meta_agent(settings, tokenizer=training.train.tokenizer, seed=training.train.seed)
     # executor.budget_usd caps the whole command: every round's collection and the final one share
     # this ledger, and a rerun continues from what it journaled (output_dir/spent.jsonl).
-    ledger = command_ledger(config, config.output_dir, agent.policy.process_index, agent.policy.process_count)
+    ledger = command_ledger(settings.executor, settings.output_dir, agent.policy.process_index,
+                            agent.policy.process_count)
     try:
         records, final = run_rounds(
-            config, model_config=agent.model_config, mesh=agent.mesh, model_params=agent.params,
+            settings, training, rounds, model_config=agent.model_config, mesh=agent.mesh, model_params=agent.params,
             tokenizer=agent.tokenizer, sampler=agent.sampler, policy=agent.policy,
-            collect=functools.partial(run_w4s, ledger=ledger), output_dir=config.output_dir,
+            collect=functools.partial(run_w4s, ledger=ledger), output_dir=settings.output_dir,
         )  # fmt: skip
     finally:
         ledger.close()
     for record in records:
         print(f"rlao: round {record.round}: {record.train_steps} steps, loss {record.last_metrics.get('loss')}")
-    if config.train.export_dir:
-        print(f"rlao: exported the trained meta-agent to {export_meta_agent(agent.model_config, final, config.train.export_dir)}")
+    if training.train.export_dir:
+        exported = export_meta_agent(agent.model_config, final, training.train.export_dir)
+        print(f"rlao: exported the trained meta-agent to {exported}")

@@ -9,6 +9,7 @@ import sys
 import ml_collections
 
 from w4s_jax.config import config_checks
+from w4s_jax.config.typed import section_settings
 from w4s_jax.config_errors import ConfigError
 
 DOC = ("OpenAI-compatible HTTP server (/v1/models, /v1/chat/completions with n, temperature, top_p, "
@@ -36,26 +37,27 @@ def check_serve_fields(config: ml_collections.ConfigDict) -> None:
 def main(config: ml_collections.ConfigDict) -> None:
     config_checks.validate(config, ("model", "mesh", "sampling"))
     check_serve_fields(config)
+    model_settings, mesh_settings, sampling = (section_settings(config, name) for name in ("model", "mesh", "sampling"))
+    config.lock()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from w4s_jax.models import model_from_config
+    from w4s_jax.models import model_from_settings
     from w4s_jax.models.errors import WeightFormatError
-    from w4s_jax.parallel.mesh import mesh_from_config
+    from w4s_jax.parallel.mesh import mesh_from_settings
     from w4s_jax.sampling.chat import ChatTokenizer
     from w4s_jax.sampling.sampler import Sampler
     from w4s_jax.serving.protocol import Defaults
     from w4s_jax.serving.server import make_app, serve_until_signal
 
-    mesh = mesh_from_config(config.mesh)
+    mesh = mesh_from_settings(mesh_settings)
     try:
-        _, model = model_from_config(config.model, mesh)
-        tokenizer = ChatTokenizer.from_path(config.model.path)
+        _, model = model_from_settings(model_settings, mesh)
+        tokenizer = ChatTokenizer.from_path(model_settings.path)
     except (WeightFormatError, FileNotFoundError, KeyError) as error:
         raise ConfigError(f"model.path: {error}") from None
-    sampler = Sampler(model, tokenizer, mesh, max_prompt_len=config.sampling.max_prompt_len, max_batch=config.max_batch)
-    s = config.sampling
-    defaults = Defaults(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                        seed=s.seed)
+    sampler = Sampler(model, tokenizer, mesh, max_prompt_len=sampling.max_prompt_len, max_batch=config.max_batch)
+    defaults = Defaults(max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+                        top_p=sampling.top_p, top_k=sampling.top_k, seed=sampling.seed)
     app = make_app(sampler, served_name=config.served_name or config.model.preset, defaults=defaults,
                    steps_per_call=config.steps_per_call, json_retries=config.json_retries,
                    max_body_mb=config.max_body_mb, json_invalid=config.json_invalid)

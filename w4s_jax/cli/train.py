@@ -8,6 +8,7 @@ import ml_collections
 from absl import logging as absl_logging
 
 from w4s_jax.config.config_checks import validate
+from w4s_jax.config.typed import section_settings, training_settings
 from w4s_jax.config_errors import ConfigError
 
 DOC = (
@@ -20,30 +21,35 @@ DEFAULT_CONFIG = "train.py"
 
 
 def main(config: ml_collections.ConfigDict) -> None:
-    validate(config, sections=("model", "mesh", "output_dir"))
+    validate(config, sections=("model", "mesh", "train", "rlao", "output_dir"))
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     if not config.train.data:
         raise ConfigError("train.data: no trajectory files given; fix: pass --config.train.data=<file.jsonl>[,...]")
-    from w4s_jax.parallel.mesh import mesh_from_config
+    settings = training_settings(config)
+    mesh_settings = section_settings(config, "mesh")
+    output_dir = str(config.output_dir)
+    config.lock()
+    from w4s_jax.parallel.mesh import mesh_from_settings
     from w4s_jax.rlao.loading import export_meta_agent, load_meta_agent, load_tokenizer
     from w4s_jax.rlao.trainer import run_training
     from w4s_jax.trajectory import TrajectoryFormatError, read_trajectories
 
+    train = settings.train
     try:  # bad data fails here, in seconds, before any model is loaded
-        read_trajectories(config.train.data)
+        read_trajectories(train.data)
     except TrajectoryFormatError as error:
         print(f"w4s-jax train: bad trajectory data: {error}", file=sys.stderr)
         sys.exit(2)
-    mesh = mesh_from_config(config.mesh)
-    tokenizer = load_tokenizer(config)
-    model_config, params = load_meta_agent(config, mesh)
+    mesh = mesh_from_settings(mesh_settings)
+    tokenizer = load_tokenizer(train.tokenizer, settings.model)
+    model_config, params = load_meta_agent(settings.model, mesh, train.seed)
     result = run_training(
-        config, model_config=model_config, mesh=mesh, model_params=params, tokenizer=tokenizer,
-        data=config.train.data, output_dir=config.output_dir,
+        settings, model_config=model_config, mesh=mesh, model_params=params, tokenizer=tokenizer,
+        data=train.data, output_dir=output_dir,
     )  # fmt: skip
     print(f"train: {result.steps_done}/{result.total_steps} steps; last {result.last_metrics}; metrics in {result.metrics_path}")
     if result.preempted:
         return
-    if config.train.export_dir:
-        out = export_meta_agent(model_config, result.model_params(), config.train.export_dir)
+    if train.export_dir:
+        out = export_meta_agent(model_config, result.model_params(), train.export_dir)
         print(f"train: exported Hugging Face safetensors to {out}")

@@ -2,23 +2,25 @@
 
 Subcommands call `validate(config)` first thing in `main(config)`: without it a typo in a preset name
 or an impossible mesh shows up minutes later, after weights are loaded or on a TPU pod after every
-host has started. Each check only looks at the sections the config has, and imports the package that
-owns a registry (models, tasks, JAX) only when that section is checked.
+host has started. A section's own ranges are its typed settings' checks (building them runs them);
+what is checked here needs more than one field or the machine: registries, the device count, the
+environment. Each check only looks at the sections the config has, and imports the package that
+owns a registry (tasks, JAX) only when that section is checked.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import urllib.parse
 from collections.abc import Callable, Iterable
 
 import ml_collections
 
+from w4s_jax.config.typed import section_settings
 from w4s_jax.config_errors import ConfigError
+from w4s_jax.settings_fields import above, at_least
 
-DTYPES = ("float32", "bfloat16", "float16")
 LOOPBACK_HOSTS = ("localhost", "ip6-localhost")
 DEMO_EXECUTORS = ("stand_in", "smollm2", "simulated", "external")  # demo.executor (cli/local_executor.py)
 
@@ -28,31 +30,9 @@ def _require(condition: bool, field: str, problem: str, fix: str) -> None:
         raise ConfigError(f"{field}: {problem}; fix: {fix}")
 
 
-def _positive(config: ml_collections.ConfigDict, section: str, *names: str, allow_zero: bool = False) -> None:
-    for name in names:
-        if name not in config[section]:
-            continue
-        value = config[section][name]
-        ok = value >= 0 if allow_zero else value > 0
-        bound = ">= 0" if allow_zero else "> 0"
-        _require(ok and math.isfinite(value), f"{section}.{name}", f"must be {bound}, got {value!r}",
-                 f"pass --config.{section}.{name}=<a number {bound}>")
-
-
 def check_model(config: ml_collections.ConfigDict) -> None:
     """The preset must be one the models package knows, and the dtypes ones JAX accepts."""
-    from w4s_jax.models.config import REMAT_POLICIES
-    from w4s_jax.models.presets import PRESETS
-
-    model = config.model
-    _require(model.preset in PRESETS, "model.preset", f"unknown preset {model.preset!r}",
-             f"use one of {sorted(PRESETS)}")
-    for name in ("dtype", "param_dtype"):
-        if name in model:
-            _require(model[name] in DTYPES, f"model.{name}", f"unknown dtype {model[name]!r}", f"use one of {DTYPES}")
-    if "remat" in model:
-        _require(model.remat in REMAT_POLICIES, "model.remat", f"unknown policy {model.remat!r}",
-                 f"use one of {REMAT_POLICIES}")
+    section_settings(config, "model")
 
 
 def _device_count(num_devices: int | None) -> int:
@@ -85,18 +65,16 @@ def check_mesh(config: ml_collections.ConfigDict, num_devices: int | None = None
 
 def check_train(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
     """Batch shape of the RLAO trainer: positive, and the micro-batch splits evenly over data x fsdp."""
-    _positive(config, "train", "seq_len", "micro_batch", "grad_accum_steps")
-    _positive(config, "train", "steps", "epochs", allow_zero=True)
+    train = section_settings(config, "train")
     if "mesh" in config and "micro_batch" in config.train:
         data, fsdp, _ = mesh_shape(config, num_devices)
-        _require(config.train.micro_batch % (data * fsdp) == 0, "train.micro_batch",
-                 f"{config.train.micro_batch} rows do not split over data x fsdp = {data * fsdp} devices",
+        _require(train.micro_batch % (data * fsdp) == 0, "train.micro_batch",
+                 f"{train.micro_batch} rows do not split over data x fsdp = {data * fsdp} devices",
                  f"use a multiple of {data * fsdp}")
 
 
 def check_rlao(config: ml_collections.ConfigDict) -> None:
-    """tau divides the reward: it must be positive."""
-    _positive(config, "rlao", "tau")
+    section_settings(config, "rlao")
 
 
 def is_loopback_url(url: str) -> bool:
@@ -112,50 +90,30 @@ def is_loopback_url(url: str) -> bool:
 
 def check_executor(config: ml_collections.ConfigDict) -> None:
     """Budget and limits must be sane; a remote endpoint needs its API key in the environment."""
-    executor = config.executor
-    urls = [url for url in str(executor.base_url).split(",") if url.strip()]
-    _require(bool(urls), "executor.base_url", "no endpoint given", "set an OpenAI-compatible URL, e.g. http://127.0.0.1:8000/v1")
-    for url in urls:
-        scheme = urllib.parse.urlsplit(url.strip()).scheme
-        _require(scheme in ("http", "https"), "executor.base_url", f"{url!r} is not an http(s) URL",
-                 "write the endpoint as http(s)://HOST[:PORT]/v1")
-    _positive(config, "executor", "budget_usd", "max_retries", allow_zero=True)
-    _positive(config, "executor", "max_concurrency", "timeout_s", "max_tokens")
-    key_env = executor.get("api_key_env", "")
-    remote = [url for url in urls if not is_loopback_url(url)]
-    if remote and key_env:
-        _require(bool(os.environ.get(key_env)), "executor.api_key_env",
-                 f"environment variable {key_env} is empty but {remote[0]} is not on this machine",
-                 f"export {key_env}=<key>, or set --config.executor.api_key_env='' for an endpoint without auth")
+    executor = section_settings(config, "executor")
+    remote = [url for url in executor.urls if not is_loopback_url(url)]
+    if remote and executor.api_key_env:
+        _require(bool(os.environ.get(executor.api_key_env)), "executor.api_key_env",
+                 f"environment variable {executor.api_key_env} is empty but {remote[0]} is not on this machine",
+                 f"export {executor.api_key_env}=<key>, or set --config.executor.api_key_env='' for an endpoint "
+                 "without auth")
 
 
 def check_task(config: ml_collections.ConfigDict) -> None:
     """The benchmark must be registered; limits cannot be negative."""
     from w4s_jax.tasks import known_tasks
 
-    _require(config.task.name in known_tasks(), "task.name", f"unknown benchmark {config.task.name!r}",
+    task = section_settings(config, "task")
+    _require(task.name in known_tasks(), "task.name", f"unknown benchmark {task.name!r}",
              f"use one of {', '.join(known_tasks())}")
-    _positive(config, "task", "val_limit", "test_limit", allow_zero=True)
-    if "val_split" in config.task:
-        _require(config.task.val_split in ("validate", "train"), "task.val_split",
-                 f"must be 'validate' or 'train', got {config.task.val_split!r}",
-                 "the test split never gives feedback or rewards")
 
 
 def check_sampling(config: ml_collections.ConfigDict) -> None:
-    """Sampling parameters the sampler would otherwise reject only at the first turn."""
-    sampling = config.sampling
-    _positive(config, "sampling", "max_new_tokens", "max_prompt_len")
-    _positive(config, "sampling", "temperature", "top_k", allow_zero=True)
-    if "top_p" in sampling:
-        _require(0.0 < sampling.top_p <= 1.0, "sampling.top_p", f"must be in (0, 1], got {sampling.top_p!r}",
-                 "pass --config.sampling.top_p=1.0 to turn nucleus sampling off")
+    section_settings(config, "sampling")
 
 
 def check_sandbox(config: ml_collections.ConfigDict) -> None:
-    """Every limit of the sandbox must be a positive number (0 would kill every workflow)."""
-    names = [name for name, value in config.sandbox.items() if isinstance(value, int | float) and not isinstance(value, bool)]
-    _positive(config, "sandbox", *names)
+    section_settings(config, "sandbox")
 
 
 def check_demo(config: ml_collections.ConfigDict) -> None:
@@ -163,8 +121,11 @@ def check_demo(config: ml_collections.ConfigDict) -> None:
     demo = config.demo
     _require(demo.executor in DEMO_EXECUTORS, "demo.executor", f"unknown executor {demo.executor!r}",
              f"use one of {', '.join(DEMO_EXECUTORS)}")
-    _positive(config, "demo", "smollm2_max_batch", "smollm2_max_tokens")
-    _positive(config, "demo", "stand_in_latency_ms", allow_zero=True)
+    for name, check in (("smollm2_max_batch", above(0)), ("smollm2_max_tokens", above(0)),
+                        ("stand_in_latency_ms", at_least(0))):
+        if name in demo:
+            problem = check(demo[name])
+            _require(not problem, f"demo.{name}", f"{problem}, got {demo[name]!r}", f"pass --config.demo.{name}=<a number>")
     if "stand_in_accuracy" in demo:
         _require(0.0 <= demo.stand_in_accuracy <= 1.0, "demo.stand_in_accuracy",
                  f"must be a probability in [0, 1], got {demo.stand_in_accuracy!r}", "pass a value in [0, 1]")

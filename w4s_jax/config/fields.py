@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import ml_collections
 
+from w4s_jax.settings_fields import field_docs
+
 FIELD_DOCS: dict[str, str] = {}
 
 
@@ -30,3 +32,14 @@ def iter_leaves(config: ml_collections.ConfigDict, prefix: str = "") -> Iterator
             yield from iter_leaves(value, path)
         else:
             yield path, value
+
+
+def typed_section(prefix: str, settings_class: type) -> ml_collections.ConfigDict:
+    """A config section built from a typed settings class: its fields' defaults and docs
+    (`settings_fields.setting`), so each is written once, in the package that consumes the section."""
+    fields = {}
+    for name, (default, doc) in field_docs(settings_class).items():
+        if isinstance(default, dict):  # a map field (executor.prices): its keys, model names, hold dots
+            default = ml_collections.ConfigDict(default, allow_dotted_keys=True)
+        fields[name] = (default, doc)
+    return section(prefix, **fields)

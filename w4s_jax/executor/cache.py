@@ -17,6 +17,7 @@ import pathlib
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -40,8 +41,10 @@ def _rows(key: str, items: list[tuple[int, str]], prompt_tokens: int, completion
 
 
 def request_key(*, model: str, messages: list[dict[str, str]], temperature: float, max_tokens: int,
-                response_format: str) -> str:
-    """A stable hash of everything that shapes a reply (the system prompt is part of `messages`)."""
+                response_format: str, sampling: Mapping[str, object] | None = None) -> str:
+    """A stable hash of everything that shapes a reply (the system prompt is part of `messages`).
+    `sampling`: a seeded call's extra fields (seed, top_p, top_k), so that two seeds never share a
+    reply; None (the executor's calls) leaves the key as it always was."""
     payload = {
         "model": model,
         "messages": messages,
@@ -49,6 +52,8 @@ def request_key(*, model: str, messages: list[dict[str, str]], temperature: floa
         "max_tokens": int(max_tokens),
         "response_format": response_format,
     }
+    if sampling is not None:
+        payload["sampling"] = dict(sampling)
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

@@ -7,7 +7,8 @@ endpoint and a global cap. Every request is cached (SQLite, per sample index), b
 worst case, settle to the real cost), retried (backoff + jitter, Retry-After) and counted per model
 and role, and per scope (one workflow sample); the time awaiting the endpoint goes on the run's
 `PhaseClock` (executor wait). Models missing from the price table cost nothing (a local server); for
-api.openai.com a price is required.
+api.openai.com a price is required. An API meta-agent is one more such client (role "meta-agent", the
+run's ledger) whose calls are seeded (`sample`: seed, top_p, top_k in the request and the cache key).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from w4s_jax.executor.cache import ResponseCache, request_key
 from w4s_jax.executor.errors import ExecutorError
 from w4s_jax.executor.prompts import json_messages, parse_json_reply, text_messages, validate_messages
 from w4s_jax.executor.retry import BackoffPolicy
+from w4s_jax.executor.settings import ExecutorSettings
 from w4s_jax.executor.transport import (
     TRANSPORTS,
     AiohttpTransport,
@@ -41,8 +43,65 @@ from w4s_jax.phase_clock import EXECUTOR_WAIT, PhaseClock
 MAX_RESPONSES = 128  # num_of_response of one call; the sandbox's own cap (sandbox.max_responses) is lower
 
 
+class PromptTooLong(ExecutorError):
+    """The endpoint refused the prompt as longer than the model's context (HTTP 400
+    context_length_exceeded); not retried, its reservation released, counted as a failed call."""
+
+
 class _FinalError(ExecutorError):
     """Internal: an ExecutorError whose reservation is already settled or released."""
+
+    def __init__(self, message: str, *, too_long: bool, **details: object) -> None:
+        super().__init__(message, **details)
+        self.too_long = too_long
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """What a seeded call adds to a chat completion (`ExecutorClient.sample`). `seed` names the
+    call's samples: sample i is sent with seed + i (one n-request: `seed`), and the same messages
+    with the same seed get the same replies from the cache. top_p 1.0 and top_k 0 are off; top_k 0 is
+    left out of the request (OpenAI's API refuses the field, older vLLM the value 0)."""
+
+    seed: int
+    top_p: float = 1.0
+    top_k: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an int, got {str(self.seed)[:40]!r}")
+        if isinstance(self.top_p, bool) or not isinstance(self.top_p, int | float) or not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be a number in (0, 1], got {str(self.top_p)[:40]!r}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"top_k must be an int >= 0 (0 = off), got {str(self.top_k)[:40]!r}")
+
+    def key(self) -> dict[str, object]:
+        """The cache key's share: every field, so two seeds never share a reply."""
+        return {"seed": self.seed, "top_p": float(self.top_p), "top_k": self.top_k}
+
+    def fields(self, first_index: int) -> dict[str, object]:
+        """The request body's fields for the samples from `first_index` on."""
+        body: dict[str, object] = {"seed": self.seed + first_index, "top_p": float(self.top_p)}
+        if self.top_k:
+            body["top_k"] = self.top_k
+        return body
+
+
+@dataclasses.dataclass(frozen=True)
+class Completion:
+    """A call's reply texts, and the endpoint's share of them: `answered` replies sent by the endpoint
+    for this call (the rest came from the cache, at no cost) and their tokens (the endpoint's usage,
+    else upper bounds)."""
+
+    texts: list[str]
+    answered: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def _add(total: ModelUsage, part: ModelUsage) -> None:
+    for field in dataclasses.fields(ModelUsage):
+        setattr(total, field.name, getattr(total, field.name) + getattr(part, field.name))
 
 
 @dataclasses.dataclass
@@ -81,17 +140,17 @@ class ExecutorClient:
         model: str,
         api_key: str = "EMPTY",
         role: str = "executor",
-        max_concurrency: int = 64,
-        global_max_concurrency: int = 0,
-        timeout_s: float = 60.0,
-        max_retries: int = 6,
-        max_tokens: int = 2048,
+        max_concurrency: int = ExecutorSettings.max_concurrency,
+        global_max_concurrency: int = ExecutorSettings.global_max_concurrency,
+        timeout_s: float = ExecutorSettings.timeout_s,
+        max_retries: int = ExecutorSettings.max_retries,
+        max_tokens: int = ExecutorSettings.max_tokens,
         cache_path: str | pathlib.Path | None = None,
-        budget_usd: float = 5.0,
+        budget_usd: float = ExecutorSettings.budget_usd,
         prices: Mapping[str, Mapping[str, float]] | None = None,
-        native_n: bool = True,
+        native_n: bool = ExecutorSettings.native_n,
         backoff: BackoffPolicy | None = None,
-        transport: str = "openai",
+        transport: str = ExecutorSettings.transport,
         ledger: Ledger | None = None,
         seed: int = 0,
         clock: PhaseClock | None = None,
@@ -127,43 +186,37 @@ class ExecutorClient:
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}  # dropped by aclose()
 
     @classmethod
-    def from_config(cls, config: Mapping, output_dir: str | pathlib.Path, *, role: str = "executor",
-                    ledger: Ledger | None = None, clock: PhaseClock | None = None) -> ExecutorClient:
-        """Builds the client from the `executor` config section; the cache defaults into `output_dir`."""
-        api_key = os.environ.get(config["api_key_env"], "") if config.get("api_key_env") else ""
-        urls = [url for url in str(config["base_url"]).split(",") if url.strip()]
+    def from_settings(cls, settings: ExecutorSettings, output_dir: str | pathlib.Path, *, role: str = "executor",
+                      ledger: Ledger | None = None, clock: PhaseClock | None = None) -> ExecutorClient:
+        """Builds the client from the `executor` settings; the cache defaults into `output_dir`."""
+        api_key = os.environ.get(settings.api_key_env, "") if settings.api_key_env else ""
+        urls = settings.urls
         if not api_key:
             if any("api.openai.com" in url for url in urls):
-                raise ConfigError(f"executor.api_key_env: environment variable {config['api_key_env']!r} is not "
+                raise ConfigError(f"executor.api_key_env: environment variable {settings.api_key_env!r} is not "
                                   "set; export the API key or point executor.base_url at a local server")
             api_key = "EMPTY"
-        cache_path = config.get("cache_path") or pathlib.Path(output_dir) / "executor_cache.sqlite"
-        prices = config.get("prices") or {}
-        prices = prices.to_dict() if hasattr(prices, "to_dict") else dict(prices)
-        if any("api.openai.com" in url for url in urls) and str(config["model"]) not in prices:
-            raise ConfigError(f"executor.prices: no price for model {config['model']!r}, so the budget could not "
-                              f"bound its spending; add executor.prices.{config['model']} = {{input, output}} "
+        if any("api.openai.com" in url for url in urls) and settings.model not in settings.prices:
+            raise ConfigError(f"executor.prices: no price for model {settings.model!r}, so the budget could not "
+                              f"bound its spending; add executor.prices.{settings.model} = {{input, output}} "
                               "(dollars per million tokens)")
         return cls(
             base_urls=urls,
-            model=str(config["model"]),
+            model=settings.model,
             api_key=api_key,
             role=role,
-            max_concurrency=int(config["max_concurrency"]),
-            global_max_concurrency=int(config.get("global_max_concurrency", 0)),
-            timeout_s=float(config["timeout_s"]),
-            max_retries=int(config["max_retries"]),
-            max_tokens=int(config["max_tokens"]),
-            cache_path=cache_path,
-            budget_usd=float(config["budget_usd"]),
-            prices=prices,
-            native_n=bool(config.get("native_n", True)),
-            transport=str(config.get("transport", "openai")),
+            max_concurrency=settings.max_concurrency,
+            global_max_concurrency=settings.global_max_concurrency,
+            timeout_s=settings.timeout_s,
+            max_tokens=settings.max_tokens,
+            cache_path=settings.cache_path or pathlib.Path(output_dir) / "executor_cache.sqlite",
+            budget_usd=settings.budget_usd,
+            prices=settings.prices,
+            native_n=settings.native_n,
+            transport=settings.transport,
             ledger=ledger,
             clock=clock,
-            backoff=BackoffPolicy(max_retries=int(config["max_retries"]),
-                                  base_s=float(config.get("backoff_base_s", 0.5)),
-                                  max_s=float(config.get("backoff_max_s", 30.0))),
+            backoff=BackoffPolicy(settings.max_retries, settings.backoff_base_s, settings.backoff_max_s),
         )
 
     # ----- the agent interface (paper semantics) -----
@@ -175,8 +228,10 @@ class ExecutorClient:
         """Plain-text replies, one per response. The workflow's `model` argument is ignored: the
         configured executor model is always used, so a workflow cannot switch to a pricier model."""
         full = text_messages(validate_messages(messages), agent_role, instructions)
-        return await self._complete(full, n=num_of_response, temperature=temperature,
-                                    max_tokens=max_completion_tokens, response_format=response_format, scope=scope)
+        completion = await self._complete(full, n=num_of_response, temperature=temperature,
+                                          max_tokens=max_completion_tokens, response_format=response_format,
+                                          scope=scope)
+        return completion.texts
 
     async def call_json_format_llm(self, *, messages: list[dict[str, str]], temperature: float = 1.0,
                                    num_of_response: int = 1, agent_role: str = "task solver",
@@ -189,10 +244,10 @@ class ExecutorClient:
         if isinstance(return_dict_keys, str) or not all(isinstance(k, str) for k in return_dict_keys):
             raise ValueError(f"return_dict_keys must be a list of str, got {return_dict_keys!r}")
         full = json_messages(validate_messages(messages), agent_role, return_dict_keys, instructions)
-        texts = await self._complete(full, n=num_of_response, temperature=temperature,
-                                     max_tokens=max_completion_tokens, response_format="json_object", scope=scope)
+        completion = await self._complete(full, n=num_of_response, temperature=temperature,
+                                          max_tokens=max_completion_tokens, response_format="json_object", scope=scope)
         replies = []
-        for text in texts:
+        for text in completion.texts:
             reply, format_error = parse_json_reply(text, return_dict_keys)
             if format_error:
                 self.ledger.count(self.model, self.role, format_errors=1)
@@ -223,23 +278,41 @@ class ExecutorClient:
         gets indices after those of the earlier ones, so repeated calls give distinct samples and a
         rerun in a fresh client hits the cache for every one of them.
         """
+        completion = await self._complete(validate_messages(messages), n=n, temperature=temperature,
+                                          max_tokens=max_tokens, response_format=response_format, scope=scope)
+        return completion.texts
+
+    async def sample(self, messages: list[dict[str, str]], *, sampling: Sampling, n: int = 1,
+                     temperature: float = 1.0, max_tokens: int | None = None) -> Completion:
+        """`n` replies to fully formed `messages`, seeded and filtered by `sampling` (an API
+        meta-agent's call), with the endpoint's share of them and its token usage.
+
+        Sample indices are 0..n-1 on every call, without the per-scope numbering of `complete`: the
+        seed, not the order of calls, names the samples, so a repeated call or a rerun with the same
+        seed gets the cached replies. Raises BudgetExceeded before sending, PromptTooLong for a prompt
+        over the model's context, ExecutorError once the retries are spent.
+        """
         return await self._complete(validate_messages(messages), n=n, temperature=temperature,
-                                    max_tokens=max_tokens, response_format=response_format, scope=scope)
+                                    max_tokens=max_tokens, response_format="text", scope="", sampling=sampling)
 
     async def _complete(self, messages: list[dict[str, str]], *, n: int, temperature: float,
-                        max_tokens: int | None, response_format: object, scope: str) -> list[str]:
-        """`complete` for messages already validated."""
+                        max_tokens: int | None, response_format: object, scope: str,
+                        sampling: Sampling | None = None) -> Completion:
+        """`complete` (or with `sampling`, `sample`) for messages already validated."""
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_RESPONSES:
             raise ValueError(f"num_of_response must be a positive int of at most {MAX_RESPONSES}, got {str(n)[:40]!r}")
         if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
             raise ValueError(f"temperature must be a number in [0, 2], got {str(temperature)[:40]!r}")
         fmt = _response_format_name(response_format)
         max_tokens = self._max_tokens(max_tokens)
-        key = request_key(model=self.model, messages=messages, temperature=temperature,
-                          max_tokens=max_tokens, response_format=fmt)
-        crash_points.reached("executor-call")  # a workflow mid-run: its earlier calls are cached
-        first = self._occurrences.get((scope, key), 0)
-        self._occurrences[(scope, key)] = first + n
+        key = request_key(model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens,
+                          response_format=fmt, sampling=None if sampling is None else sampling.key())
+        if sampling is None:
+            crash_points.reached("executor-call")  # a workflow mid-run: its earlier calls are cached
+            first = self._occurrences.get((scope, key), 0)
+            self._occurrences[(scope, key)] = first + n
+        else:
+            first = 0  # the seed names the samples (see `sample`)
         indices = list(range(first, first + n))
         found = self.cache.get(key, indices) if self.cache else {}
         scope_usage = self._scope_usage.setdefault(scope, ModelUsage())
@@ -247,11 +320,17 @@ class ExecutorClient:
             self.ledger.count(self.model, self.role, cache_hits=len(found))
             scope_usage.cache_hits += len(found)
         missing = [index for index in indices if index not in found]
+        answered = ModelUsage()  # this call's replies from the endpoint
         if missing:
-            with self.clock.measure(EXECUTOR_WAIT):
-                fetched = await self._fetch(key, messages, missing, temperature, max_tokens, fmt, scope_usage)
+            try:
+                with self.clock.measure(EXECUTOR_WAIT):
+                    fetched = await self._fetch(key, messages, missing, temperature, max_tokens, fmt, sampling,
+                                                answered)
+            finally:  # what was paid for counts, even if a later request of the call failed
+                _add(scope_usage, answered)
             found.update(fetched)
-        return [found[index] for index in indices]
+        return Completion([found[index] for index in indices], answered.responses, answered.prompt_tokens,
+                          answered.completion_tokens)
 
     def _max_tokens(self, requested: object) -> int:
         """The completion-token cap of one call: the request's, at most the configured max_tokens (None
@@ -265,22 +344,23 @@ class ExecutorClient:
         return min(requested, self.max_tokens)
 
     async def _fetch(self, key: str, messages: list[dict[str, str]], indices: list[int], temperature: float,
-                     max_tokens: int, fmt: str, scope_usage: ModelUsage) -> dict[int, str]:
+                     max_tokens: int, fmt: str, sampling: Sampling | None,
+                     answered: ModelUsage) -> dict[int, str]:
         """Fetches the given sample indices: natively as one n-request if the endpoint allows,
         the remainder as single requests (an endpoint returning fewer choices marks n unsupported)."""
         results: dict[int, str] = {}
         remaining = list(indices)
         if self.native_n and len(remaining) > 1:
-            texts = await self._request(key, messages, remaining, temperature, max_tokens, fmt, scope_usage)
+            texts = await self._request(key, messages, remaining, temperature, max_tokens, fmt, sampling, answered)
             if len(texts) < len(remaining):
                 self.native_n = False
             results.update(zip(remaining, texts))
             remaining = remaining[len(texts):]
         if len(remaining) == 1:  # the common case, without a task per call
-            batches = [await self._request(key, messages, remaining, temperature, max_tokens, fmt, scope_usage)]
+            batches = [await self._request(key, messages, remaining, temperature, max_tokens, fmt, sampling, answered)]
         else:
             batches = await asyncio.gather(
-                *(self._request(key, messages, [index], temperature, max_tokens, fmt, scope_usage)
+                *(self._request(key, messages, [index], temperature, max_tokens, fmt, sampling, answered)
                   for index in remaining)
             )
         for index, texts in zip(remaining, batches):  # a reply has at least one choice (parse_completion)
@@ -303,33 +383,37 @@ class ExecutorClient:
         return state
 
     async def _request(self, key: str, messages: list[dict[str, str]], indices: list[int], temperature: float,
-                       max_tokens: int, fmt: str, scope_usage: ModelUsage) -> list[str]:
+                       max_tokens: int, fmt: str, sampling: Sampling | None, answered: ModelUsage) -> list[str]:
         """One logical request for len(indices) choices, with retries; caches what it gets."""
         n = len(indices)
         prompt_bound = estimate_prompt_tokens_upper_bound(messages)
         reservation = self.ledger.reserve(self.model, self.role, prompt_bound, max_tokens * n)
         # `seed` = the first sample index: each (request, sample index) is one distinct sample, as in
-        # the cache, and the endpoint's request log can tell a resend from a new sample.
+        # the cache, and the endpoint's request log can tell a resend from a new sample. A seeded call
+        # sends its own seed (plus the first index) and its top_p / top_k instead.
         kwargs: dict[str, object] = {"model": self.model, "messages": messages, "temperature": temperature,
                                      "max_tokens": max_tokens, "seed": indices[0]}
+        if sampling is not None:
+            kwargs.update(sampling.fields(indices[0]))
         if n > 1:
             kwargs["n"] = n
         if fmt == "json_object":
             kwargs["response_format"] = {"type": "json_object"}
         try:
-            return await self._attempts(key, indices, kwargs, prompt_bound, reservation, scope_usage)
+            return await self._attempts(key, indices, kwargs, prompt_bound, reservation, answered)
         except _FinalError as error:
-            raise ExecutorError(str(error), endpoint=error.endpoint, model=error.model, attempts=error.attempts,
-                                last_status=error.last_status) from None
+            kind = PromptTooLong if error.too_long else ExecutorError
+            raise kind(str(error), endpoint=error.endpoint, model=error.model, attempts=error.attempts,
+                       last_status=error.last_status) from None
         except BaseException:
             # Cancelled, or an error that is not the endpoint's: nothing known to be billed.
             self.ledger.release(reservation)
             raise
 
     async def _attempts(self, key: str, indices: list[int], kwargs: dict[str, object], prompt_bound: int,
-                        reservation: float, scope_usage: ModelUsage) -> list[str]:
+                        reservation: float, answered: ModelUsage) -> list[str]:
         """The retry loop of `_request`. Settles or releases `reservation` before returning or raising
-        an ExecutorError (the caller releases it for any other exception)."""
+        an ExecutorError (the caller releases it for any other exception); counts a reply in `answered`."""
         n = len(indices)
         max_tokens = int(kwargs["max_tokens"])
         state = self._state()
@@ -356,11 +440,11 @@ class ExecutorClient:
                 prompt_tokens, completion_tokens = reply_tokens(usage, prompt_bound, texts)
                 cost = self.ledger.settle(self.model, self.role, reservation, prompt_tokens, completion_tokens,
                                           len(texts))
-                scope_usage.calls += 1
-                scope_usage.responses += len(texts)
-                scope_usage.prompt_tokens += prompt_tokens
-                scope_usage.completion_tokens += completion_tokens
-                scope_usage.dollars += cost
+                answered.calls += 1
+                answered.responses += len(texts)
+                answered.prompt_tokens += prompt_tokens
+                answered.completion_tokens += completion_tokens
+                answered.dollars += cost
                 if self.cache:
                     await self.cache.store(key, list(zip(indices, texts)), prompt_tokens, completion_tokens)
                 return texts
@@ -370,9 +454,10 @@ class ExecutorClient:
         self.ledger.close_unanswered(self.model, self.role, reservation, prompt_bound, max_tokens * n, billed_unknown)
         self.ledger.count(self.model, self.role, failed=1)
         raise _FinalError(
-            f"executor call failed: endpoint {endpoint_url}, model {self.model!r}, {attempt + 1} attempt(s), "
+            f"{self.role} call failed: endpoint {endpoint_url}, model {self.model!r}, {attempt + 1} attempt(s), "
             f"last status: {failure.status}",
             endpoint=endpoint_url, model=self.model, attempts=attempt + 1, last_status=failure.status,
+            too_long=failure.too_long,
         )
 
     async def aclose(self) -> None:

@@ -11,6 +11,8 @@ import email.utils
 import random
 import time
 
+from w4s_jax.executor.settings import ExecutorSettings
+
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
@@ -18,9 +20,9 @@ RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 
 class BackoffPolicy:
     """`base_s * 2**attempt`, capped at `max_s`, scaled by a random factor in [0.5, 1]."""
 
-    max_retries: int = 6
-    base_s: float = 0.5
-    max_s: float = 30.0
+    max_retries: int = ExecutorSettings.max_retries
+    base_s: float = ExecutorSettings.backoff_base_s
+    max_s: float = ExecutorSettings.backoff_max_s
 
     def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
         """Seconds to wait before retry number `attempt + 1` (0-based attempt that just failed)."""

@@ -5,6 +5,8 @@ own; each returns the raw reply body or raises, and `classify` turns any failure
 the client's retry loop understands. Why two: the SDK costs about 1.3 ms of CPU per call (request
 building, header and URL models), the direct aiohttp transport about 0.2 ms; at hundreds of calls
 per second against a fast local server (vLLM, `w4s-jax serve`) the SDK alone can saturate a core.
+Request fields that are not SDK parameters (`top_k`, which vLLM, SGLang and `w4s-jax serve` read) go
+through the SDK as its `extra_body`.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import httpx2
 import openai
 
 from w4s_jax.executor.retry import RETRYABLE_STATUS, parse_retry_after
+from w4s_jax.executor.settings import TRANSPORTS
 
-TRANSPORTS = ("openai", "aiohttp")
+NON_SDK_FIELDS = ("top_k",)  # request fields the SDK does not know; sent as its extra_body
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"  # the error code of a prompt over the model's context
 
 
 @dataclasses.dataclass
@@ -30,6 +34,7 @@ class Failure:
     retryable: bool
     retry_after_s: float | None = None
     maybe_billed: bool = False
+    too_long: bool = False  # refused as longer than the model's context (HTTP 400 context_length_exceeded)
 
 
 class HTTPStatusError(Exception):
@@ -39,6 +44,7 @@ class HTTPStatusError(Exception):
         super().__init__(f"HTTP {status}: {body[:200]}")
         self.status = status
         self.retry_after = retry_after
+        self.body = body
 
 
 class OpenAITransport:
@@ -53,7 +59,11 @@ class OpenAITransport:
         )
 
     async def post_chat(self, body: dict) -> bytes:
-        response = await self.client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+        extra = {name: body[name] for name in NON_SDK_FIELDS if name in body}
+        if extra:  # sent as `chat.completions.create(..., extra_body=extra)` sends it
+            body = {name: value for name, value in body.items() if name not in extra}
+        response = await self.client.post("/chat/completions", body=body, cast_to=httpx2.Response,
+                                          options={"extra_json": extra} if extra else {})
         return response.content
 
     async def close(self) -> None:
@@ -105,11 +115,13 @@ def classify(error: Exception) -> Failure:
     An error that is not the endpoint's is re-raised."""
     if isinstance(error, openai.APIStatusError | HTTPStatusError):
         if isinstance(error, openai.APIStatusError):
-            status, retry_after = error.status_code, error.response.headers.get("retry-after")
+            # str(error) shows the error body's message only; the code is beside it in the body
+            status, retry_after, text = error.status_code, error.response.headers.get("retry-after"), str(error.body)
         else:
-            status, retry_after = error.status, error.retry_after
+            status, retry_after, text = error.status, error.retry_after, error.body
         return Failure(status=f"HTTP {status}: {str(error)[:200]}", retryable=status in RETRYABLE_STATUS,
-                       retry_after_s=parse_retry_after(retry_after))
+                       retry_after_s=parse_retry_after(retry_after),
+                       too_long=status == 400 and CONTEXT_LENGTH_EXCEEDED in text)
     if isinstance(error, asyncio.TimeoutError):
         return Failure(status="timeout", retryable=True, maybe_billed=True)
     if isinstance(error, openai.APIConnectionError | aiohttp.ClientError):

@@ -14,7 +14,10 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+from w4s_jax.executor.accounting import Ledger
+from w4s_jax.executor.settings import ExecutorSettings
 from w4s_jax.learning.measures import read_candidates, strategy_flags, strategy_measures, test_case_scores
+from w4s_jax.sandbox.settings import SandboxSettings
 
 # Baselines per task type (the paper's and AFlow's fixed baselines; program-of-thought only where the
 # answer is a number, code generation checked on the public tests only where the answer is code).
@@ -46,8 +49,8 @@ def baseline_names(task: Any) -> tuple[str, ...]:
     return BASELINES["code" if task.is_code else "answer"]
 
 
-def score_baselines(names: Sequence[str], task: Any, examples: Sequence[Any], sandbox_settings: Any,
-                    executor_config: Any, output_dir: pathlib.Path, ledger: Any) -> dict[str, dict]:
+def score_baselines(names: Sequence[str], task: Any, examples: Sequence[Any], sandbox: SandboxSettings,
+                    executor: ExecutorSettings, output_dir: pathlib.Path, ledger: Ledger) -> dict[str, dict]:
     """Each built-in workflow scored on `examples`: score, per-problem scores, executor cost (spent from
     the command's `ledger`). Kept in `output_dir/scores.json`, so a resumed experiment reads them back
     instead of running every sample and hidden test again."""
@@ -57,23 +60,23 @@ def score_baselines(names: Sequence[str], task: Any, examples: Sequence[Any], sa
         record = json.loads(saved.read_text(encoding="utf-8"))
         if record["scored_on"] == scored_on:
             return record["results"]
-    results = asyncio.run(_score_baselines(names, task, examples, sandbox_settings, executor_config, output_dir,
-                                           ledger))
+    results = asyncio.run(_score_baselines(names, task, examples, sandbox, executor, output_dir, ledger))
     partial = saved.with_suffix(".json.partial")
     partial.write_text(json.dumps({"scored_on": scored_on, "results": results}, allow_nan=False), encoding="utf-8")
     partial.replace(saved)  # complete or absent: a kill mid-write leaves no half file to read back
     return results
 
 
-async def _score_baselines(names: Sequence[str], task: Any, examples: Sequence[Any], sandbox_settings: Any,
-                           executor_config: Any, output_dir: pathlib.Path, ledger: Any) -> dict[str, dict]:
+async def _score_baselines(names: Sequence[str], task: Any, examples: Sequence[Any], sandbox_settings: SandboxSettings,
+                           executor_settings: ExecutorSettings, output_dir: pathlib.Path,
+                           ledger: Ledger) -> dict[str, dict]:
     from w4s_jax.executor import ExecutorClient
     from w4s_jax.sandbox import Sandbox
     from w4s_jax.w4s.scoring import evaluate_workflow, executor_handler
     from w4s_jax.workflows import builtin_source
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    executor = ExecutorClient.from_config(executor_config, output_dir, ledger=ledger)
+    executor = ExecutorClient.from_settings(executor_settings, output_dir, ledger=ledger)
     results = {}
     try:
         async with Sandbox(sandbox_settings, executor_handler(executor)) as sandbox:

@@ -15,15 +15,15 @@ import contextlib
 import pathlib
 from collections.abc import Sequence
 
-KINDS = ("simulated", "external")
+from w4s_jax.learning.settings import EXECUTOR_KINDS
 
 
 class ExperimentExecutors:
     """`url(task, data_dir, seed, splits)` and `cache_path(task, seed)`; close with `close()`."""
 
     def __init__(self, kind: str, external_url: str, cache_dir: pathlib.Path) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"learning.executor: must be one of {KINDS}, got {kind!r}")
+        if kind not in EXECUTOR_KINDS:
+            raise ValueError(f"learning.executor: must be one of {EXECUTOR_KINDS}, got {kind!r}")
         self.kind, self.external_url, self.cache_dir = kind, external_url, cache_dir
         self._stack = contextlib.ExitStack()
         self._urls: dict[tuple[str, int], str] = {}

@@ -27,27 +27,26 @@ read back here after the choice is made.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import pathlib
 import time
 from collections.abc import Callable
 from typing import Any
 
-import ml_collections
 from flax import nnx
 
 from w4s_jax import tasks as task_registry
-from w4s_jax.config_errors import ConfigError
 from w4s_jax.learning.evaluation import baseline_names, optimization_entry, score_baselines
-from w4s_jax.learning.executors import KINDS, ExperimentExecutors
+from w4s_jax.learning.executors import ExperimentExecutors
 from w4s_jax.learning.measures import best_seed_score, collection_metrics, read_candidates, strategy_measures
+from w4s_jax.learning.settings import ExperimentSettings
 from w4s_jax.learning.teacher import VariantTeacher
 from w4s_jax.models import abstract_model
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.examples import NothingToTrain, TrainingTokenizer
 from w4s_jax.rlao.trainer import run_training
 from w4s_jax.w4s.runner import run_w4s
+from w4s_jax.w4s.settings import RunSettings
 
 ARMS = ("rlao", "sft", "none", "best_of_n")
 TRAINED_ARMS = ("rlao", "sft")
@@ -65,110 +64,65 @@ class EvalTask:
     seen: bool
 
 
-def eval_seeds(config: ml_collections.ConfigDict) -> list[int]:
-    try:
-        seeds = [int(seed) for seed in str(config.learning.eval_seeds).split(",") if seed.strip()]
-    except ValueError:
-        raise ConfigError(f"learning.eval_seeds: expected comma-separated integers, got "
-                          f"{config.learning.eval_seeds!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"learning.eval_seeds: expected distinct integers, got {config.learning.eval_seeds!r}")
-    return seeds
-
-
-def eval_tasks(config: ml_collections.ConfigDict) -> list[EvalTask]:
-    learning = config.learning
-    found = [EvalTask(config.task.name, config.task.data_dir, config.task.val_limit, config.task.test_limit, True)]
+def eval_tasks(settings: ExperimentSettings) -> list[EvalTask]:
+    learning, task = settings.learning, settings.run.task
+    found = [EvalTask(task.name, task.data_dir, task.val_limit, task.test_limit, True)]
     if learning.unseen_task:
         found.append(EvalTask(learning.unseen_task, learning.unseen_data_dir, learning.unseen_val_limit,
                               learning.unseen_test_limit, False))
     return found
 
 
-def check_learning_config(config: ml_collections.ConfigDict) -> None:
-    """The fields the experiment's design relies on, before anything is loaded."""
-    learning = config.learning
-    if config.w4s.test_eval:
-        raise ConfigError("w4s.test_eval: training collections use the train pool only and each evaluation scores "
-                          "on test by itself; set it to False")
-    if not config.lora.enabled:
-        raise ConfigError("lora.enabled: the arms train LoRA adapters on shared base parameters; set it to True")
-    if config.train.steps < 1:
-        raise ConfigError(f"train.steps: every training round runs a fixed number of steps; got {config.train.steps}")
-    if learning.rounds < 1:
-        raise ConfigError(f"learning.rounds: must be >= 1, got {learning.rounds}")
-    if learning.opt_turns < 1:
-        raise ConfigError(f"learning.opt_turns: must be >= 1, got {learning.opt_turns}")
-    if learning.warm_start_rollouts < 1 or learning.warm_start_steps < 1:
-        raise ConfigError("learning.warm_start_rollouts/warm_start_steps: both must be >= 1, got "
-                          f"{learning.warm_start_rollouts}/{learning.warm_start_steps}")
-    if config.rlao.weight_mode == "uniform":
-        raise ConfigError("rlao.weight_mode: the rlao arm weights by reward; 'uniform' is the sft arm's mode")
-    if learning.train_split != "train":
-        raise ConfigError(f"learning.train_split: training collections are rewarded on the seen task's train "
-                          f"pool; expected 'train', got {learning.train_split!r}")
-    if learning.executor not in KINDS:
-        raise ConfigError(f"learning.executor: must be one of {KINDS}, got {learning.executor!r}")
-    if learning.unseen_task == config.task.name:
-        raise ConfigError(f"learning.unseen_task: {learning.unseen_task!r} is the seen task (task.name); "
-                          "name another task, or '' for none")
-    if learning.unseen_task and learning.unseen_task not in task_registry.known_tasks():
-        raise ConfigError(f"learning.unseen_task: unknown benchmark {learning.unseen_task!r}; known: "
-                          f"{', '.join(task_registry.known_tasks())}")
-    eval_seeds(config)
-    if set(eval_seeds(config)) & {learning.train_seed}:
-        raise ConfigError(f"learning.train_seed: {learning.train_seed} is also an evaluation seed; "
-                          "the training executor must not share an evaluation's draws")
+def training_run(settings: ExperimentSettings, **fields: Any) -> RunSettings:
+    """A W4S run on the seen task's train pool (warm start and training collections), before its executor."""
+    learning = settings.learning
+    return settings.run.replace(task__val_split=learning.train_split, task__val_limit=learning.train_limit, **fields)
 
 
-def with_fields(config: ml_collections.ConfigDict, **fields: Any) -> ml_collections.ConfigDict:
-    """A copy of `config` with `section__name=value` fields replaced."""
-    copied = copy.deepcopy(config)
-    for name, value in fields.items():
-        section, field = name.split("__")
-        copied[section][field] = value
-    return copied
+def optimization_run(settings: ExperimentSettings, task: EvalTask, seed: int, *, turns: int,
+                     candidates: int) -> RunSettings:
+    """One evaluation optimization: validation for feedback, rewards and the choice; test once."""
+    return settings.run.replace(
+        task__name=task.name, task__data_dir=task.data_dir, task__val_split="validate", task__val_limit=task.val_limit,
+        task__test_limit=task.test_limit, w4s__seeds=str(seed), w4s__turns_per_episode=turns,
+        w4s__max_iterations=turns, w4s__candidates_per_turn=candidates, w4s__test_eval=True)
 
 
 class Experiment:
     """Runs the stages (module doc); `run()` returns the results that report.py writes."""
 
-    def __init__(self, config: ml_collections.ConfigDict, *, model_config: ModelConfig, mesh: Any, params: dict,
+    def __init__(self, settings: ExperimentSettings, *, model_config: ModelConfig, mesh: Any, params: dict,
                  tokenizer: TrainingTokenizer, sampler: Any, policy: Any, output_dir: str | pathlib.Path,
                  ledger: Any, log: Callable[[str], None] = print) -> None:
-        check_learning_config(config)
-        self.config = config
+        self.settings = settings
+        self.learning = settings.learning
         self.model_config, self.mesh, self.base_params = model_config, mesh, params
         self.tokenizer, self.sampler, self.policy = tokenizer, sampler, policy
         self.ledger = ledger  # the command's one budget (w4s/budget.py): every collection, optimization, baseline
         self.output_dir = pathlib.Path(output_dir)
         self.log = log
         self.graphdef, _ = abstract_model(model_config)
-        self.executors = ExperimentExecutors(config.learning.executor, config.executor.base_url,
+        self.executors = ExperimentExecutors(settings.learning.executor, settings.run.executor.base_url,
                                              self.output_dir / "executor_cache")
         self.stage_times: dict[str, float] = {}
 
     # ---------------------------------------------------------------- configs of the runs
 
-    def _executor_fields(self, task: str, data_dir: str, seed: int, splits: tuple[str, ...]) -> dict:
-        return {"executor__base_url": self.executors.url(task, data_dir, seed, splits),
-                "executor__cache_path": self.executors.cache_path(task, seed)}
+    def _with_executor(self, run: RunSettings, seed: int, splits: tuple[str, ...]) -> RunSettings:
+        """`run` against this task's and seed's executor (its own endpoint and cache file)."""
+        task = run.task
+        return run.replace(executor__base_url=self.executors.url(task.name, task.data_dir, seed, splits),
+                           executor__cache_path=self.executors.cache_path(task.name, seed))
 
-    def training_config(self, **fields: Any) -> ml_collections.ConfigDict:
+    def training_settings(self, **fields: Any) -> RunSettings:
         """A W4S run on the seen task's train pool (warm start and training collections)."""
-        learning, task = self.config.learning, self.config.task
-        return with_fields(self.config, task__val_split=learning.train_split, task__val_limit=learning.train_limit,
-                           **self._executor_fields(task.name, task.data_dir, learning.train_seed,
-                                                   (learning.train_split,)), **fields)
+        return self._with_executor(training_run(self.settings, **fields), self.learning.train_seed,
+                                   (self.learning.train_split,))
 
-    def optimization_config(self, task: EvalTask, seed: int, *, turns: int, candidates: int) -> ml_collections.ConfigDict:
-        """One evaluation optimization: validation for feedback, rewards and the choice; test once."""
-        return with_fields(
-            self.config, task__name=task.name, task__data_dir=task.data_dir, task__val_split="validate",
-            task__val_limit=task.val_limit, task__test_limit=task.test_limit, w4s__seeds=str(seed),
-            w4s__turns_per_episode=turns, w4s__max_iterations=turns, w4s__candidates_per_turn=candidates,
-            w4s__test_eval=True,
-            **self._executor_fields(task.name, task.data_dir, seed, ("validate", "test")))
+    def optimization_settings(self, task: EvalTask, seed: int, *, turns: int, candidates: int) -> RunSettings:
+        """One evaluation optimization against its seed's executor."""
+        return self._with_executor(optimization_run(self.settings, task, seed, turns=turns, candidates=candidates),
+                                   seed, ("validate", "test"))
 
     # ---------------------------------------------------------------- the primitives
 
@@ -179,7 +133,7 @@ class Experiment:
         """One training collection with `params`: its metrics and trajectory file."""
         started = time.perf_counter()
         self._set_params(params)
-        result = run_w4s(self.training_config(), self.policy, directory, ledger=self.ledger)
+        result = run_w4s(self.training_settings(), self.policy, directory, ledger=self.ledger)
         records = read_candidates(result.trajectories_path)
         metrics = collection_metrics(records, best_seed_score(result.output_dir))
         entry = {"collection": str(result.output_dir), "trajectories": str(result.trajectories_path),
@@ -192,10 +146,13 @@ class Experiment:
               learning_rate: float) -> tuple[dict | None, dict]:
         """(trained parameters, what happened); None when no candidate of `data` may be trained on."""
         started = time.perf_counter()
-        config = with_fields(self.config, rlao__weight_mode=weight_mode, train__steps=steps,
-                             optimizer__learning_rate=learning_rate)
+        training = self.settings.training
+        training = dataclasses.replace(
+            training, rlao=dataclasses.replace(training.rlao, weight_mode=weight_mode),
+            train=dataclasses.replace(training.train, steps=steps),
+            optimizer=dataclasses.replace(training.optimizer, learning_rate=learning_rate))
         try:
-            result = run_training(config, model_config=self.model_config, mesh=self.mesh, model_params=params,
+            result = run_training(training, model_config=self.model_config, mesh=self.mesh, model_params=params,
                                   tokenizer=self.tokenizer, data=[data], output_dir=directory)
         except NothingToTrain:
             return None, {"kept": 0, "steps": 0, "wall_s": 0.0, "skipped": "no candidate passed its check"}
@@ -213,16 +170,16 @@ class Experiment:
     def warm_start(self) -> tuple[dict, dict]:
         """Teacher collection on the train pool + SFT: (the `none` parameters, what happened)."""
         started = time.perf_counter()
-        seeds = ",".join(str(TEACHER_SEED_OFFSET + i) for i in range(self.config.learning.warm_start_rollouts))
-        result = run_w4s(self.training_config(w4s__seeds=seeds), VariantTeacher(),
+        seeds = ",".join(str(TEACHER_SEED_OFFSET + i) for i in range(self.learning.warm_start_rollouts))
+        result = run_w4s(self.training_settings(w4s__seeds=seeds), VariantTeacher(),
                          self.output_dir / "warm_start" / "collect", ledger=self.ledger)
         records = read_candidates(result.trajectories_path)
         metrics = collection_metrics(records, best_seed_score(result.output_dir))
         self.log(f"learn: warm-start data (teacher): {_summary(metrics)}")
         params, info = self.train(self.base_params, str(result.trajectories_path),
                                   self.output_dir / "warm_start" / "train", weight_mode="uniform",
-                                  steps=self.config.learning.warm_start_steps,
-                                  learning_rate=self.config.learning.warm_start_learning_rate)
+                                  steps=self.learning.warm_start_steps,
+                                  learning_rate=self.learning.warm_start_learning_rate)
         if params is None:
             raise RuntimeError("learn: no teacher workflow passed its check; the warm start has nothing to train on "
                                f"(see {result.output_dir / 'journal.jsonl'})")
@@ -237,42 +194,43 @@ class Experiment:
         finals: dict[str, dict] = {}
         for arm in TRAINED_ARMS:
             params, collection, entries = warm, shared, []
-            weight_mode = "uniform" if arm == "sft" else self.config.rlao.weight_mode
-            for round_index in range(1, self.config.learning.rounds + 1):
+            weight_mode = "uniform" if arm == "sft" else self.settings.training.rlao.weight_mode
+            for round_index in range(1, self.learning.rounds + 1):
                 base = self.output_dir / "train" / arm / f"round_{round_index}"
                 new_params, trained = self.train(params, collection["trajectories"], base / "train",
-                                                 weight_mode=weight_mode, steps=self.config.train.steps,
-                                                 learning_rate=self.config.optimizer.learning_rate)
+                                                 weight_mode=weight_mode, steps=self.settings.training.train.steps,
+                                                 learning_rate=self.settings.training.optimizer.learning_rate)
                 entries.append({"round": round_index - 1, **collection, "trained": trained})
                 params = params if new_params is None else new_params
-                if round_index < self.config.learning.rounds:
+                if round_index < self.learning.rounds:
                     collection = self.collect(params, base / "collect")
             rounds[arm], finals[arm] = entries, params
         return rounds, finals
 
     def best_of_n(self) -> int:
         """The control's candidates: what a trained arm sampled in training plus one optimization."""
-        if self.config.learning.best_of_n:
-            return int(self.config.learning.best_of_n)
-        per_turn = self.config.w4s.candidates_per_turn
-        per_collection = len(str(self.config.w4s.seeds).split(",")) * per_turn * self.config.w4s.turns_per_episode
-        return self.config.learning.rounds * per_collection + self.config.learning.opt_turns * per_turn
+        if self.learning.best_of_n:
+            return self.learning.best_of_n
+        w4s = self.settings.run.w4s
+        per_turn = w4s.candidates_per_turn
+        per_collection = len(w4s.seed_list()) * per_turn * w4s.turns_per_episode
+        return self.learning.rounds * per_collection + self.learning.opt_turns * per_turn
 
     def evaluate(self, arm_params: dict[str, dict]) -> dict[str, dict[str, dict[str, dict]]]:
         """results[task][arm][seed]: one optimization each (module doc, stage 3), seed by seed, so that
         a run cut short still has every arm of its finished seeds."""
-        tasks = eval_tasks(self.config)
+        tasks = eval_tasks(self.settings)
         results: dict[str, dict[str, dict[str, dict]]] = {task.name: {arm: {} for arm in ARMS} for task in tasks}
-        for seed in eval_seeds(self.config):
+        for seed in self.learning.seed_list():
             for arm in ARMS:
                 self._set_params(arm_params[arm])
-                turns, candidates = self.config.learning.opt_turns, self.config.w4s.candidates_per_turn
+                turns, candidates = self.learning.opt_turns, self.settings.run.w4s.candidates_per_turn
                 if arm == "best_of_n":
                     turns, candidates = 1, self.best_of_n()
                 for task in tasks:
                     started = time.perf_counter()
                     directory = self.output_dir / "eval" / task.name / arm / f"seed_{seed}"
-                    run = run_w4s(self.optimization_config(task, seed, turns=turns, candidates=candidates),
+                    run = run_w4s(self.optimization_settings(task, seed, turns=turns, candidates=candidates),
                                   self.policy, directory, ledger=self.ledger)
                     entry = optimization_entry(run, task.name) | {"wall_s": time.perf_counter() - started,
                                                                    "turns": turns, "candidates_per_turn": candidates}
@@ -285,14 +243,14 @@ class Experiment:
     def baselines(self) -> dict[str, dict[str, dict[str, dict]]]:
         """results[task][workflow][seed]: each baseline scored on the test split with each seed's executor."""
         results: dict[str, dict[str, dict[str, dict]]] = {}
-        for task in eval_tasks(self.config):
-            task_object = task_registry.get_task(task.name, self.config.task.seed)
+        for task in eval_tasks(self.settings):
+            task_object = task_registry.get_task(task.name, self.settings.run.task.seed)
             examples = task_object.load("test", task.data_dir, task.test_limit)
             names = baseline_names(task_object)
             per_name: dict[str, dict[str, dict]] = {name: {} for name in names}
-            for seed in eval_seeds(self.config):
-                config = self.optimization_config(task, seed, turns=1, candidates=1)
-                scored = score_baselines(names, task_object, examples, config.sandbox, config.executor,
+            for seed in self.learning.seed_list():
+                run = self.optimization_settings(task, seed, turns=1, candidates=1)
+                scored = score_baselines(names, task_object, examples, run.sandbox, run.executor,
                                          self.output_dir / "baselines" / task.name / f"seed_{seed}", self.ledger)
                 for name, entry in scored.items():
                     per_name[name][str(seed)] = entry
@@ -320,8 +278,8 @@ class Experiment:
         finally:
             self.executors.close()
         return {"training": training, "warm_start": warm_info, "evaluation": evaluation, "baselines": baselines,
-                "tasks": [dataclasses.asdict(task) for task in eval_tasks(self.config)],
-                "eval_seeds": eval_seeds(self.config), "best_of_n": self.best_of_n(),
+                "tasks": [dataclasses.asdict(task) for task in eval_tasks(self.settings)],
+                "eval_seeds": self.learning.seed_list(), "best_of_n": self.best_of_n(),
                 "stage_times_s": self.stage_times, "experiment_wall_s": time.perf_counter() - started}
 
 

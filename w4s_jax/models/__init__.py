@@ -1,20 +1,24 @@
-"""Flax NNX decoder (Llama / Qwen2 families), presets, and weight import/export."""
+"""Flax NNX decoder (Llama / Qwen2 families), presets, and weight import/export.
 
-from w4s_jax.models.config import ModelConfig, RopeScaling
-from w4s_jax.models.decoder import Decoder, KVCache, abstract_model
-from w4s_jax.models.hf_export import export_hf
-from w4s_jax.models.presets import get_preset
-from w4s_jax.models.weights import load_model, model_from_config, smollm2_gguf_path
+The names below load on first use (PEP 562): `models.settings` and `models.presets` are read when a
+config file loads, which must not import JAX.
+"""
 
-__all__ = [
-    "Decoder",
-    "KVCache",
-    "ModelConfig",
-    "RopeScaling",
-    "abstract_model",
-    "export_hf",
-    "get_preset",
-    "load_model",
-    "model_from_config",
-    "smollm2_gguf_path",
-]
+from w4s_jax.lazy_exports import lazy_exports
+
+_HOMES = {
+    "ModelConfig": "w4s_jax.models.config",
+    "RopeScaling": "w4s_jax.models.config",
+    "Decoder": "w4s_jax.models.decoder",
+    "KVCache": "w4s_jax.models.decoder",
+    "abstract_model": "w4s_jax.models.decoder",
+    "export_hf": "w4s_jax.models.hf_export",
+    "get_preset": "w4s_jax.models.presets",
+    "load_model": "w4s_jax.models.weights",
+    "model_from_settings": "w4s_jax.models.weights",
+    "smollm2_gguf_path": "w4s_jax.models.weights",
+}
+
+__all__ = sorted(_HOMES)
+
+__getattr__ = lazy_exports(__name__, _HOMES)

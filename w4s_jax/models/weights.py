@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +19,7 @@ from w4s_jax.models.config import ModelConfig
 from w4s_jax.models.decoder import Decoder, abstract_model
 from w4s_jax.models.errors import WeightFormatError
 from w4s_jax.models.presets import get_preset
+from w4s_jax.models.settings import ModelSettings
 from w4s_jax.parallel.sharding import state_shardings
 
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -98,9 +98,9 @@ def load_model(
     return config, loader(file, config, mesh)
 
 
-def model_from_config(model: Any, mesh: Mesh, seed: int = 0) -> tuple[ModelConfig, Decoder]:
-    """`load_model` for a run config's `model` section (preset, path, dtype, param_dtype,
-    scan_layers, remat, attention_chunk): the one place a config becomes a model."""
+def model_from_settings(model: ModelSettings, mesh: Mesh, seed: int = 0) -> tuple[ModelConfig, Decoder]:
+    """`load_model` for a run's `model` settings (preset, path, dtype, param_dtype, scan_layers, remat,
+    attention_chunk): the one place a config becomes a model."""
     return load_model(
         model.preset, model.path, mesh=mesh, dtype=model.dtype, param_dtype=model.param_dtype,
         scan_layers=model.scan_layers, remat=model.remat, attention_chunk=model.attention_chunk, seed=seed,

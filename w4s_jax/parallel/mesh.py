@@ -8,6 +8,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh
 
+from w4s_jax.parallel.settings import MeshSettings
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 
@@ -42,6 +44,6 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[
     return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=axis_types)
 
 
-def mesh_from_config(mesh_cfg) -> Mesh:
-    """The mesh described by a config's `mesh` section (fields data, fsdp, tensor)."""
-    return make_mesh(mesh_cfg.data, mesh_cfg.fsdp, mesh_cfg.tensor)
+def mesh_from_settings(mesh: MeshSettings) -> Mesh:
+    """The mesh a run's `mesh` settings describe (axis sizes data, fsdp, tensor; -1 = the rest)."""
+    return make_mesh(mesh.data, mesh.fsdp, mesh.tensor)

@@ -19,9 +19,8 @@ from typing import Protocol
 import numpy as np
 
 from w4s_jax.config_errors import ConfigError
+from w4s_jax.rlao.settings import WeightConfig
 from w4s_jax.trajectory import Trajectory
-
-WEIGHT_MODES = ("raw", "clip", "normalize", "uniform")
 
 
 class NothingToTrain(ConfigError):
@@ -33,25 +32,6 @@ class TrainingTokenizer(Protocol):
     """The part of `ChatTokenizer` (docs/interfaces.md) the trainer needs."""
 
     def encode_training_pair(self, prompt_messages: Sequence[dict[str, str]], reply: str) -> tuple[list[int], list[int]]: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightConfig:
-    """w = exp(r / tau), then clipped at max_weight (mode clip) or scaled to mean 1 (mode normalize);
-    mode uniform gives every example w = 1 whatever its reward: plain supervised fine-tuning on the
-    same examples (the control arm of the learning experiment, and its warm start)."""
-
-    tau: float = 0.4
-    mode: str = "raw"
-    max_weight: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not self.tau > 0:
-            raise ConfigError(f"rlao.tau: must be > 0, got {self.tau}; the paper uses 0.4")
-        if self.mode not in WEIGHT_MODES:
-            raise ConfigError(f"rlao.weight_mode: {self.mode!r} is not one of {WEIGHT_MODES}")
-        if self.mode == "clip" and not self.max_weight > 0:
-            raise ConfigError(f"rlao.max_weight: must be > 0 with weight_mode=clip, got {self.max_weight}")
 
 
 def example_weights(rewards: Sequence[float], config: WeightConfig) -> np.ndarray:

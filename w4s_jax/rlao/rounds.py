@@ -20,18 +20,18 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-import ml_collections
 from flax import nnx
 
-from w4s_jax.config_errors import ConfigError
 from w4s_jax.models import abstract_model
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.examples import NothingToTrain, TrainingTokenizer
+from w4s_jax.rlao.settings import RoundsSettings, TrainingSettings
 from w4s_jax.rlao.trainer import run_training
 
-# collect(config, policy, output_dir) -> an object with `.trajectories_path` and `.stopped_reason`
-# (w4s.runner.run_w4s with the command's ledger bound: one budget over all rounds).
-Collect = Callable[[ml_collections.ConfigDict, Any, pathlib.Path], Any]
+# collect(settings, policy, output_dir) -> an object with `.trajectories_path` and `.stopped_reason`
+# (w4s.runner.run_w4s with the command's ledger bound: one budget over all rounds). `settings` is the
+# command's RunSettings, passed through untouched (rlao sits below w4s and does not read it).
+Collect = Callable[[Any, Any, pathlib.Path], Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,9 @@ def finished_collection(directory: pathlib.Path) -> types.SimpleNamespace | None
 
 
 def run_rounds(
-    config: ml_collections.ConfigDict,
+    run_settings: Any,
+    training: TrainingSettings,
+    rounds: RoundsSettings,
     *,
     model_config: ModelConfig,
     mesh: Any,
@@ -70,27 +72,25 @@ def run_rounds(
     log: Callable[[str], None] = print,
 ) -> tuple[list[RoundRecord], dict]:
     """Runs `rounds.count` rounds; returns their records and the final parameters (pure dict)."""
-    if config.rounds.count < 1:
-        raise ConfigError(f"rounds.count: must be >= 1, got {config.rounds.count}")
     output_dir = pathlib.Path(output_dir)
     graphdef, _ = abstract_model(model_config)
     params = model_params
     collected: list[str] = []
     records = []
-    for round_index in range(config.rounds.count):
+    for round_index in range(rounds.count):
         round_dir = output_dir / f"round_{round_index}"
-        result = finished_collection(round_dir / "collect") or collect(config, policy, round_dir / "collect")
+        result = finished_collection(round_dir / "collect") or collect(run_settings, policy, round_dir / "collect")
         stopped = getattr(result, "stopped_reason", "")
         if stopped and not getattr(result, "trajectory_count", 1):
             log(f"rlao: round {round_index}: collection stopped before it collected anything ({stopped}); "
                 "stopping: the budget covers no further collection")
             return records, params
         collected.append(str(result.trajectories_path))
-        data = collected if config.rounds.cumulative else collected[-1:]
+        data = collected if rounds.cumulative else collected[-1:]
         log(f"rlao: round {round_index}: training on {len(data)} trajectory file(s)")
         try:
             trained = run_training(
-                config, model_config=model_config, mesh=mesh, model_params=params, tokenizer=tokenizer,
+                training, model_config=model_config, mesh=mesh, model_params=params, tokenizer=tokenizer,
                 data=list(data), output_dir=round_dir / "train",
             )  # fmt: skip
         except NothingToTrain as nothing:
@@ -110,7 +110,7 @@ def run_rounds(
             log(f"rlao: round {round_index}: collection stopped early ({stopped}); trained on what it "
                 "collected; stopping: the budget covers no further collection")
             return records, params
-    if config.rounds.final_collect:
-        result = collect(config, policy, output_dir / "final" / "collect")
+    if rounds.final_collect:
+        result = collect(run_settings, policy, output_dir / "final" / "collect")
         log(f"rlao: final collection with the trained meta-agent -> {result.trajectories_path}")
     return records, params

@@ -17,7 +17,6 @@ import pathlib
 import time
 
 import jax
-import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
@@ -25,11 +24,11 @@ from w4s_jax import crash_points, phase_clock
 from w4s_jax.config_errors import ConfigError
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.checkpointing import PreemptionFlag, RunCheckpoints
-from w4s_jax.rlao.examples import DataReport, Example, TrainingTokenizer, WeightConfig, build_examples
+from w4s_jax.rlao.examples import DataReport, Example, TrainingTokenizer, build_examples
 from w4s_jax.rlao.flops import peak_flops_per_second, train_flops
 from w4s_jax.rlao.metrics import MetricsLogger
 from w4s_jax.rlao.pipeline import GlobalBatches, PipelineConfig, attention_pairs, build_dataset
-from w4s_jax.rlao.settings import CheckpointConfig, LoraConfig, OptimizerConfig, StepConfig
+from w4s_jax.rlao.settings import StepConfig, TrainingSettings, TrainSettings
 from w4s_jax.rlao.shared_prefix import build_units
 from w4s_jax.rlao.train_step import TrainProgram, TrainState, to_numpy_metrics
 from w4s_jax.trajectory import read_trajectories
@@ -52,44 +51,23 @@ class TrainResult:
         return self.program.merged_params(self.state, self.frozen)
 
 
-def lora_config(config: ml_collections.ConfigDict) -> LoraConfig | None:
-    if not config.lora.enabled:
-        return None
-    targets = tuple(t.strip() for t in config.lora.targets.split(",") if t.strip())
-    return LoraConfig(rank=config.lora.rank, alpha=config.lora.alpha, targets=targets)
-
-
-def optimizer_config(config: ml_collections.ConfigDict, total_steps: int) -> OptimizerConfig:
-    o = config.optimizer
-    return OptimizerConfig(
-        learning_rate=o.learning_rate, warmup_steps=o.warmup_steps, total_steps=total_steps,
-        end_lr_ratio=o.end_lr_ratio, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay, clip_norm=o.clip_norm,
-    )  # fmt: skip
-
-
-def pipeline_config(config: ml_collections.ConfigDict) -> PipelineConfig:
-    t = config.train
-    if t.micro_batch < 1 or t.grad_accum_steps < 1:
-        raise ConfigError(f"train.micro_batch/grad_accum_steps: both must be >= 1, got {t.micro_batch}/{t.grad_accum_steps}")
+def pipeline_config(train: TrainSettings) -> PipelineConfig:
     return PipelineConfig(
-        seq_len=t.seq_len,
-        global_batch=t.micro_batch * t.grad_accum_steps,
-        micro_batches=t.grad_accum_steps,
-        seed=t.seed,
-        packing_bins=t.packing_bins,
-        shared_prefix=t.shared_prefix,
+        seq_len=train.seq_len,
+        global_batch=train.micro_batch * train.grad_accum_steps,
+        micro_batches=train.grad_accum_steps,
+        seed=train.seed,
+        packing_bins=train.packing_bins,
+        shared_prefix=train.shared_prefix,
     )
 
 
-def derive_steps(config: ml_collections.ConfigDict, epoch_tokens: int) -> int:
+def derive_steps(train: TrainSettings, epoch_tokens: int) -> int:
     """train.steps, or enough steps for `epochs` passes over `epoch_tokens` (what the packing units hold)."""
-    if config.train.steps > 0:
-        return int(config.train.steps)
-    if not config.train.epochs > 0:
-        raise ConfigError(f"train.epochs: must be > 0 when train.steps = 0, got {config.train.epochs}")
-    tokens = epoch_tokens
-    per_step = config.train.seq_len * config.train.micro_batch * config.train.grad_accum_steps
-    return max(1, math.ceil(config.train.epochs * tokens / per_step))
+    if train.steps > 0:
+        return train.steps
+    per_step = train.seq_len * train.micro_batch * train.grad_accum_steps
+    return max(1, math.ceil(train.epochs * epoch_tokens / per_step))
 
 
 def data_fingerprint(examples: list[Example]) -> str:
@@ -121,7 +99,7 @@ def _preemption_requested(flag: PreemptionFlag) -> bool:
 
 
 def run_training(
-    config: ml_collections.ConfigDict,
+    settings: TrainingSettings,
     *,
     model_config: ModelConfig,
     mesh: jax.sharding.Mesh,
@@ -133,29 +111,28 @@ def run_training(
     """Trains on the trajectories in `data`; resumes from `output_dir`'s checkpoints when present."""
     clock = phase_clock.PhaseClock()
     output_dir = pathlib.Path(output_dir)
-    weights = WeightConfig(tau=config.rlao.tau, mode=config.rlao.weight_mode, max_weight=config.rlao.max_weight)
+    train = settings.train
     examples, data_report = build_examples(
-        read_trajectories(data), tokenizer, config.train.seq_len, weights, config.rlao.keep_invalid
+        read_trajectories(data), tokenizer, train.seq_len, settings.rlao.weights(), settings.rlao.keep_invalid
     )
-    _, packing = build_units(examples, config.train.seq_len, config.train.shared_prefix)
-    total_steps = derive_steps(config, packing.unit_tokens)
-    lora = lora_config(config)
+    _, packing = build_units(examples, train.seq_len, train.shared_prefix)
+    total_steps = derive_steps(train, packing.unit_tokens)
+    lora = settings.lora.adapters()
     program = TrainProgram(
-        model_config, mesh, optimizer_config(config, total_steps), StepConfig(config.train.logits_chunk, lora)
+        model_config, mesh, settings.optimizer.schedule(total_steps), StepConfig(train.logits_chunk, lora)
     )
-    pipeline = pipeline_config(config)
+    pipeline = pipeline_config(train)
     batches = GlobalBatches(build_dataset(examples, pipeline), pipeline, mesh)
-    checkpoint_dir = config.checkpoint.dir or str(output_dir / "checkpoints")
-    checkpoints = RunCheckpoints(
-        CheckpointConfig(checkpoint_dir, config.checkpoint.every_steps, config.checkpoint.keep, config.checkpoint.async_save)
-    )
+    checkpoint = settings.checkpoint.config(str(output_dir))
+    checkpoint_dir = checkpoint.directory
+    checkpoints = RunCheckpoints(checkpoint)
     meta = {
         "examples": len(examples), "data": data_fingerprint(examples), "total_steps": total_steps,
         "seq_len": pipeline.seq_len, "global_batch": pipeline.global_batch, "lora": lora is not None,
         "shared_prefix": pipeline.shared_prefix,
         "model": model_config.name,
     }  # fmt: skip
-    latest = checkpoints.latest_step() if config.checkpoint.resume else None
+    latest = checkpoints.latest_step() if settings.checkpoint.resume else None
     if latest is not None:
         abstract_state, _, _ = program.abstract_inputs(pipeline.micro_batches, 1, pipeline.seq_len)
         state, saved_meta = checkpoints.restore(latest, abstract_state, batches.iterator)
@@ -163,11 +140,11 @@ def run_training(
         frozen = model_params if lora else {}
         start = latest
     else:
-        state, frozen = program.init_state(model_params, config.train.seed)
+        state, frozen = program.init_state(model_params, train.seed)
         start = 0
     del model_params  # full fine-tuning: the state owns (and donates) the parameters from here on
 
-    logger = MetricsLogger(output_dir, total_steps, start, progress=config.train.progress and start < total_steps)
+    logger = MetricsLogger(output_dir, total_steps, start, progress=train.progress and start < total_steps)
     if jax.process_index() == 0:
         report = data_report.to_dict() | {"packing": dataclasses.asdict(packing)}
         (output_dir / "data_report.json").write_text(json.dumps(report, indent=2) + "\n")

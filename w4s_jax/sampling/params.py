@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from w4s_jax.sampling.settings import TEMPERATURE_MAX, temperature_problem
+
 
 @dataclasses.dataclass(frozen=True)
 class SamplingParams:
@@ -39,8 +41,8 @@ class SamplingParams:
         _check_int("n", self.n, minimum=1)
         _check_int("top_k", self.top_k, minimum=0)
         _check_int("seed", self.seed, minimum=0)
-        if not isinstance(self.temperature, (int, float)) or isinstance(self.temperature, bool) or not 0 <= self.temperature <= 100:
-            raise ValueError(f"temperature = {self.temperature!r}; expected a number in [0, 100] (0 = greedy)")
+        if temperature_problem(self.temperature):
+            raise ValueError(f"temperature = {self.temperature!r}; expected a number in [0, {TEMPERATURE_MAX:g}] (0 = greedy)")
         if not isinstance(self.top_p, (int, float)) or isinstance(self.top_p, bool) or not 0 < self.top_p <= 1:
             raise ValueError(f"top_p = {self.top_p!r}; expected a number in (0, 1]")
         for token in self.stop_token_ids or ():

@@ -36,6 +36,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from w4s_jax.cpu_backend import decode_compiler_options
 from w4s_jax.models.kv_cache import KV_AXES, SEGMENT_AXES, KVCache, kv_cache_shardings
 from w4s_jax.parallel.sharding import logical_to_spec
 from w4s_jax.sampling.bucketing import batch_bucket, bucket, chunks, next_power_of_two
@@ -50,6 +51,7 @@ from w4s_jax.sampling.decode_state import (
 )
 from w4s_jax.sampling.layout import unrolled_layout
 from w4s_jax.sampling.params import Completion, SamplingParams
+from w4s_jax.sampling.settings import SamplingSettings
 from w4s_jax.sampling.shared_prefill import distinct_prompts, fan_out, row_sources
 from w4s_jax.sampling.stopping import cut_at_stop_string, trim_stop_token
 
@@ -174,7 +176,7 @@ class Sampler:
         tokenizer: ChatTokenizer | None,
         mesh: Mesh,
         *,
-        max_prompt_len: int = 4096,
+        max_prompt_len: int = SamplingSettings.max_prompt_len,
         max_batch: int = 64,
         min_prompt_bucket: int = 16,
         min_new_bucket: int = 16,
@@ -400,8 +402,10 @@ class Sampler:
             args = (self.state, *args) if with_params else args
             if key not in self._programs:
                 start = time.perf_counter()
+                # Decode steps have few rows: on CPU they compile with YNNPACK's individual dots (cpu_backend).
+                options = decode_compiler_options(self.mesh.devices.flat[0].platform) if kind == "decode" else {}
                 with jax.set_mesh(self.mesh):  # the model's logical sharding constraints resolve to this mesh
-                    self._programs[key] = getattr(self, f"_build_{kind}")(*shape).lower(*args).compile()
+                    self._programs[key] = getattr(self, f"_build_{kind}")(*shape).lower(*args).compile(options or None)
                 self.compile_count += 1
                 self.compile_seconds += time.perf_counter() - start
             return self._programs[key](*args)

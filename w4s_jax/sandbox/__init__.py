@@ -7,9 +7,9 @@ from w4s_jax.sandbox.sandbox import (
     SampleContext,
     SampleResult,
     Sandbox,
-    SandboxSettings,
     workflow_hash,
 )
+from w4s_jax.sandbox.settings import SandboxSettings
 
 __all__ = [
     "CodeExecutionError",

@@ -111,6 +111,15 @@ class Worker:
             text = f"worker process exited with code {code} before reporting a result"
         return text + (f"; stderr tail: {tail}" if tail else "")
 
+    async def _discard_channel(self) -> None:
+        """Reads what the killed worker left on its channel, to EOF. Python 3.11's `Process.wait()`
+        returns only once every pipe of the process has closed, and a channel whose reading was paused
+        (the worker sent more than the parent read, as a flood does) never sees its EOF unless someone
+        reads: `wait()` would hang for good, and with it the pool's close."""
+        with contextlib.suppress(RuntimeError, ConnectionError):  # RuntimeError: a receive() reads it still
+            while await self.process.stdout.read(1 << 16):
+                pass
+
     async def destroy(self) -> None:
         """Kills the worker's whole tree (group, and its uid when it had one), removes its workdir."""
         if self._destroyed:
@@ -124,6 +133,7 @@ class Worker:
         # asyncio's watcher, losing its exit status. Unreaped, the pid cannot be reused meanwhile.
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.process.pid, signal.SIGKILL)
+        await self._discard_channel()
         await self.process.wait()
         self._stderr_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from w4s_jax.sandbox import protocol
 from w4s_jax.sandbox.attachments import read_attachment_text
 from w4s_jax.sandbox.framing import FrameError
 from w4s_jax.sandbox.pool import Worker, WorkerDied, WorkerPool, WorkerSpec
+from w4s_jax.sandbox.settings import SandboxSettings
 
 
 @dataclass(frozen=True)
@@ -53,30 +54,6 @@ class SampleContext:
     attachment: str = ""  # a file the parent reads for agent.read_attachment(); its path never reaches the worker
 
 
-@dataclass(frozen=True)
-class SandboxSettings:
-    """The `sandbox` config section, typed."""
-
-    sample_timeout_s: float = 120.0
-    workflow_timeout_s: float = 1800.0
-    cpu_seconds: int = 60
-    memory_mb: int = 1024
-    max_file_mb: int = 16
-    max_open_files: int = 64
-    max_output_bytes: int = 1_000_000
-    execute_code_timeout_s: float = 10.0
-    workers: int = 16
-    max_threads: int = 32
-    workdir_mb: int = 64
-    max_call_bytes: int = 1 << 20
-    max_responses: int = 32
-
-    @classmethod
-    def from_config(cls, config: Mapping) -> SandboxSettings:
-        known = cls.__dataclass_fields__
-        return cls(**{k: type(getattr(cls, k))(v) for k, v in dict(config).items() if k in known})
-
-
 def workflow_hash(source: str) -> str:
     """Short content hash (12 hex digits of the stripped source's sha256) naming a workflow everywhere:
     the workflow part of every executor scope, and the W4S archive, journal and trajectories."""
@@ -93,9 +70,11 @@ class _Tally:
 class Sandbox:
     """`async with Sandbox(settings, handler) as sandbox: await sandbox.run_workflow(...)`."""
 
-    def __init__(self, settings: SandboxSettings | Mapping, handler: Handler | None = None) -> None:
-        self.settings = settings if isinstance(settings, SandboxSettings) else SandboxSettings.from_config(settings)
-        self.handler = handler
+    def __init__(self, settings: SandboxSettings, handler: Handler | None = None) -> None:
+        """`handler` answers the agent's calls of every workflow this sandbox runs; given here only, so
+        one sandbox has one answerer (None: a workflow's agent call fails as a RuntimeError)."""
+        self.settings = settings
+        self._handler = handler
         spec = WorkerSpec(
             cpu_seconds=self.settings.cpu_seconds, memory_mb=self.settings.memory_mb,
             max_file_mb=self.settings.max_file_mb, max_open_files=self.settings.max_open_files,
@@ -244,15 +223,15 @@ class Sandbox:
             elif call.method == "read_attachment":
                 value = await asyncio.to_thread(read_attachment_text, context.attachment if context else "")
             elif call.method in protocol.TOOL_METHODS:  # web_search: the handler's backend, not an executor call
-                if self.handler is None:
+                if self._handler is None:
                     raise RuntimeError("this sandbox has no handler")
-                value = await self.handler(call.method, dict(call.kwargs), scope)
+                value = await self._handler(call.method, dict(call.kwargs), scope)
             else:
-                if self.handler is None:
+                if self._handler is None:
                     raise RuntimeError("this sandbox has no executor handler")
                 kwargs = {k: v for k, v in call.kwargs.items() if k != "scope"}
                 tally.calls += 1
-                value = await self.handler(call.method, kwargs, scope)
+                value = await self._handler(call.method, kwargs, scope)
                 if isinstance(value, HandlerReply):
                     tally.tokens += value.tokens
                     value = value.value

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from w4s_jax.sampling.params import Completion, SamplingParams
+from w4s_jax.sampling.settings import TEMPERATURE_MAX
 
 MAX_N = 64
 MAX_STOP_STRINGS = 4  # OpenAI's limit
@@ -143,7 +144,7 @@ def parse_chat_request(raw: bytes, served_name: str, defaults: Defaults) -> Chat
             raise RequestError(400, f"'{flag}' must be a boolean", flag, "invalid_type")
     params = SamplingParams(
         max_new_tokens=max_tokens,
-        temperature=_number(body, "temperature", defaults.temperature, 0.0, 2.0),
+        temperature=_number(body, "temperature", defaults.temperature, 0.0, TEMPERATURE_MAX),
         top_p=_number(body, "top_p", defaults.top_p, 0.0, 1.0, low_open=True),
         top_k=_integer(body, "top_k", defaults.top_k, 0),
         n=_integer(body, "n", 1, 1, MAX_N),

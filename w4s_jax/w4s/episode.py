@@ -28,22 +28,7 @@ from w4s_jax.w4s.feedback import feedback_text
 from w4s_jax.w4s.generation_batcher import GenerationBatcher
 from w4s_jax.w4s.journal import Journal
 from w4s_jax.w4s.outcomes import EvalOutcome
-from w4s_jax.w4s.rewards import RewardRule
-
-
-@dataclasses.dataclass(frozen=True)
-class LoopSettings:
-    """The `config.w4s` values one rollout needs."""
-
-    candidates_per_turn: int
-    turns_per_episode: int
-    max_iterations: int
-    max_repairs: int
-    check_samples: int
-    feedback_cases: int
-    archive_in_prompt: int
-    reward: RewardRule
-    design_principles: bool  # the "How to design" section in the first user message
+from w4s_jax.w4s.settings import W4SSettings
 
 
 @dataclasses.dataclass
@@ -97,7 +82,7 @@ class Rollout:
     """Runs the MDP for one (task, seed) and records turns, archive and journal entries."""
 
     def __init__(self, *, rollout_id: str, task_name: str, task: Any, seed: int, val_examples: Sequence[Any],
-                 seed_workflows: Sequence[tuple[str, str]], settings: LoopSettings, batcher: GenerationBatcher,
+                 seed_workflows: Sequence[tuple[str, str]], settings: W4SSettings, batcher: GenerationBatcher,
                  evaluations: JournaledEvaluations, journal: Journal, archive: Archive,
                  on_turn: Callable[[Rollout, TurnLog], None] = lambda rollout, turn: None) -> None:
         if not val_examples:
@@ -173,7 +158,7 @@ class Rollout:
         candidates = await self.batcher.gather(
             [self._candidate(episode, turn, c, state) for c in range(self.settings.candidates_per_turn)],
             handing_over=True)  # this rollout waits on its candidates; only they generate
-        rule = self.settings.reward
+        rule = self.settings.reward_rule
         for candidate in candidates:
             candidate.reward = rule.reward(candidate.score, best_before, previous)
         evaluated = [c for c in candidates if c.evaluated]

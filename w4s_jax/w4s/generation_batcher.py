@@ -34,6 +34,7 @@ from w4s_jax.phase_clock import GENERATION, PhaseClock
 from w4s_jax.w4s.concurrency import gather_or_cancel
 from w4s_jax.w4s.journal import Journal
 from w4s_jax.w4s.policy import Conversation, Policy
+from w4s_jax.w4s.settings import W4SSettings
 
 T = TypeVar("T")
 
@@ -50,7 +51,8 @@ class GenerationBatcher:
     """Gathers single-reply requests from many participant coroutines into `Policy.generate` batches."""
 
     def __init__(self, policy: Policy, journal: Journal, *, temperature: float, max_new_tokens: int,
-                 lockstep: bool = True, window_s: float = 0.05, clock: PhaseClock | None = None) -> None:
+                 lockstep: bool = W4SSettings.lockstep_generation, window_s: float = W4SSettings.batch_window_s,
+                 clock: PhaseClock | None = None) -> None:
         self.policy = policy
         self.clock = clock if clock is not None else PhaseClock()  # the run's: generation time
         self.journal = journal

@@ -12,17 +12,26 @@ import asyncio
 import dataclasses
 import logging
 import os
+import pathlib
 from collections.abc import Sequence
-from typing import Any, Protocol
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Protocol
 
 from w4s_jax import crash_points
-from w4s_jax.executor.accounting import Ledger, estimate_prompt_tokens_upper_bound, reply_tokens
+from w4s_jax.config_errors import ConfigError
+from w4s_jax.executor.accounting import Ledger
+from w4s_jax.executor.client import ExecutorClient, PromptTooLong, Sampling
+from w4s_jax.executor.errors import BudgetExceeded, ExecutorError
+from w4s_jax.executor.retry import BackoffPolicy
+
+if TYPE_CHECKING:
+    from w4s_jax.executor.settings import ExecutorSettings
+    from w4s_jax.sampling.settings import SamplingSettings
+    from w4s_jax.w4s.settings import MetaAgentSettings
 
 Conversation = list[dict[str, str]]
 LOG = logging.getLogger("w4s_jax.w4s")
 ROLE = "meta-agent"  # the role an API meta-agent's spending is reported under
+CACHE_FILE = "meta_agent_cache.sqlite"  # an API meta-agent's replies, in the run's output_dir
 
 
 class PolicyError(RuntimeError):
@@ -70,96 +79,96 @@ def per_conversation_seeds(count: int, seed: int | Sequence[int]) -> list[int]:
 
 
 class OpenAIPolicy:
-    """Chat completions over HTTP, one request per conversation, at most `max_concurrency` in flight."""
+    """The meta-agent behind an OpenAI-compatible endpoint: one seeded request per conversation, sent
+    by an `ExecutorClient` with role "meta-agent", so it has the executor's cache, retries, backoff,
+    concurrency cap and budget, and its spending shows under that role in the client's ledger (the
+    command's, when one is given). A reply from the cache (a rerun with the same output_dir) costs
+    nothing and is not counted in `usage`, which holds what the endpoint answered in this process."""
 
     process_index = 0
     process_count = 1
 
-    def __init__(self, base_url: str, model: str, *, api_key: str = "", timeout_s: float = 600.0,
-                 max_concurrency: int = 16, max_retries: int = 3, ledger: Ledger | None = None) -> None:
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model = model
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self.semaphore = asyncio.Semaphore(max_concurrency)
-        self.max_retries = max_retries
+    def __init__(self, client: ExecutorClient, *, top_p: float = 1.0, top_k: int = 0) -> None:
+        self.client = client
+        self.top_p = top_p
+        self.top_k = top_k
         self.too_long = 0
         self.usage = TokenUsage()
-        # The command's budget (w4s.budget.command_ledger, which the executor client shares): an API
-        # meta-agent spends from it like the executor, under role "meta-agent", priced from
-        # executor.prices. None: its calls are counted in `usage` but not priced.
-        self.ledger = ledger
 
     @classmethod
-    def from_config(cls, meta_agent_cfg: Any, ledger: Ledger | None = None) -> OpenAIPolicy:
-        key = os.environ.get(meta_agent_cfg.api_key_env, "") if meta_agent_cfg.api_key_env else ""
-        return cls(meta_agent_cfg.base_url, meta_agent_cfg.model, api_key=key, timeout_s=meta_agent_cfg.timeout_s,
-                   max_concurrency=meta_agent_cfg.max_concurrency, ledger=ledger)
-
-    async def _one(self, session: aiohttp.ClientSession, conversation: Conversation, n: int,
-                   temperature: float, max_new_tokens: int, seed: int) -> list[str]:
-        """One conversation's replies, with retries; spends from `ledger` when one is set (reserve
-        the worst case before sending, settle to the endpoint's reported usage)."""
-        body = {"model": self.model, "messages": conversation, "n": n, "temperature": temperature,
-                "max_tokens": max_new_tokens, "seed": seed}
-        prompt_bound = estimate_prompt_tokens_upper_bound(conversation)
-        reservation = self.ledger.reserve(self.model, ROLE, prompt_bound, max_new_tokens * n) if self.ledger else 0.0
-        last, maybe_billed = "", False
-        try:
-            for attempt in range(self.max_retries + 1):
-                if attempt:
-                    await asyncio.sleep(min(8.0, 0.5 * 2**attempt))
-                try:
-                    async with self.semaphore, session.post(self.url, json=body, headers=self.headers) as response:
-                        text = await response.text()
-                        if response.status == 200:
-                            reply = await response.json(content_type=None)
-                            texts = [choice["message"]["content"] or "" for choice in reply["choices"]]
-                            self._settle(reservation, reply.get("usage") or {}, prompt_bound, texts)
-                            return texts
-                        last = f"HTTP {response.status}: {text[:300]}"
-                        if response.status == 400 and "context_length_exceeded" in text:
-                            # As with the in-process sampler: an empty reply (an invalid action) for a
-                            # prompt the model cannot read, instead of failing the whole run.
-                            self.too_long += 1
-                            LOG.warning("meta-agent prompt too long for %s: %s", self.url, text[:200])
-                            self._release(reservation)
-                            return [""] * n
-                        if response.status < 500 and response.status != 429:
-                            break
-                except (TimeoutError, aiohttp.ClientError) as error:
-                    last, maybe_billed = f"{type(error).__name__}: {error}", True
-        except BaseException:
-            self._release(reservation)
-            raise
-        if self.ledger:
-            self.ledger.close_unanswered(self.model, ROLE, reservation, prompt_bound, max_new_tokens * n, maybe_billed)
-        raise PolicyError(f"meta-agent endpoint {self.url} (model {self.model!r}) failed: {last}")
-
-    def _settle(self, reservation: float, usage: dict, prompt_bound: int, texts: list[str]) -> None:
-        """Counts a reply's tokens (the endpoint's usage; else upper bounds) and settles its cost."""
-        prompt_tokens, completion_tokens = reply_tokens(usage, prompt_bound, texts)
-        self.usage.replies += len(texts)
-        self.usage.prompt_tokens += prompt_tokens
-        self.usage.completion_tokens += completion_tokens
-        if self.ledger:
-            self.ledger.settle(self.model, ROLE, reservation, prompt_tokens, completion_tokens, len(texts))
-
-    def _release(self, reservation: float) -> None:
-        if self.ledger:
-            self.ledger.release(reservation)
-
-    async def finish(self) -> None:
-        """Nothing to do: an endpoint serves each process on its own."""
+    def from_settings(cls, meta_agent: MetaAgentSettings, executor: ExecutorSettings, sampling: SamplingSettings,
+                      output_dir: str | pathlib.Path, ledger: Ledger | None = None) -> OpenAIPolicy:
+        """The endpoint of `meta_agent`, with the executor's retries, backoff and transport. `ledger`:
+        the command's budget, spent from under role "meta-agent"; None gives the client its own ledger
+        from executor.prices and executor.budget_usd. Replies are cached in `output_dir`. As for the
+        executor, api.openai.com needs an API key and a price for the model."""
+        api_key = os.environ.get(meta_agent.api_key_env, "") if meta_agent.api_key_env else ""
+        if "api.openai.com" in meta_agent.base_url:
+            if not api_key:
+                raise ConfigError(f"meta_agent.api_key_env: environment variable {meta_agent.api_key_env!r} is not "
+                                  "set; export the API key or point meta_agent.base_url at a local server")
+            if meta_agent.model not in (ledger.prices if ledger is not None else executor.prices):
+                raise ConfigError(f"executor.prices: no price for the meta-agent model {meta_agent.model!r}, so the "
+                                  f"budget could not bound its spending; add executor.prices.{meta_agent.model} = "
+                                  "{input, output} (dollars per million tokens)")
+        client = ExecutorClient(
+            base_urls=[meta_agent.base_url],
+            model=meta_agent.model,
+            role=ROLE,
+            api_key=api_key or "EMPTY",
+            max_concurrency=meta_agent.max_concurrency,
+            timeout_s=meta_agent.timeout_s,
+            max_tokens=sampling.max_new_tokens,
+            cache_path=pathlib.Path(output_dir) / CACHE_FILE,
+            budget_usd=executor.budget_usd,
+            prices=executor.prices,
+            backoff=BackoffPolicy(executor.max_retries, executor.backoff_base_s, executor.backoff_max_s),
+            transport=executor.transport,
+            ledger=ledger,
+        )
+        return cls(client, top_p=sampling.top_p, top_k=sampling.top_k)
 
     async def generate(self, conversations: Sequence[Conversation], *, n: int = 1, temperature: float,
                        max_new_tokens: int, seed: int | Sequence[int]) -> list[list[str]]:
         seeds = per_conversation_seeds(len(conversations), seed)
-        async with aiohttp.ClientSession(timeout=self.timeout) as session:
-            return list(await asyncio.gather(*[
-                self._one(session, conversation, n, temperature, max_new_tokens, one_seed)
-                for conversation, one_seed in zip(conversations, seeds)
-            ]))
+        if max_new_tokens > self.client.max_tokens:
+            raise ValueError(f"max_new_tokens={max_new_tokens} is above the meta-agent client's max_tokens="
+                             f"{self.client.max_tokens} (sampling.max_new_tokens); the replies would be cut short")
+        return list(await asyncio.gather(*[
+            self._one(conversation, n, temperature, max_new_tokens, one_seed)
+            for conversation, one_seed in zip(conversations, seeds)
+        ]))
+
+    async def _one(self, conversation: Conversation, n: int, temperature: float, max_new_tokens: int,
+                   seed: int) -> list[str]:
+        sampling = Sampling(seed=seed, top_p=self.top_p, top_k=self.top_k)
+        try:
+            completion = await self.client.sample(conversation, sampling=sampling, n=n, temperature=temperature,
+                                                  max_tokens=max_new_tokens)
+        except PromptTooLong as error:
+            # As with the in-process sampler: an empty reply (an invalid action) for a prompt the model
+            # cannot read, instead of failing the whole run.
+            self.too_long += 1
+            LOG.warning("meta-agent prompt too long for %s: %s", error.endpoint, error.last_status)
+            return [""] * n
+        except BudgetExceeded:
+            raise
+        except ExecutorError as error:
+            raise PolicyError(f"meta-agent endpoint {error.endpoint or self.client.base_urls[0]} (model "
+                              f"{self.client.model!r}) failed after {error.attempts} attempt(s): "
+                              f"{error.last_status}") from error
+        self.usage.replies += completion.answered
+        self.usage.prompt_tokens += completion.prompt_tokens
+        self.usage.completion_tokens += completion.completion_tokens
+        return completion.texts
+
+    async def finish(self) -> None:
+        """This process's rollouts have ended: closes the client (an endpoint serves each process on its own)."""
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Closes the client's HTTP sessions in this event loop and its cache (both reopen if used again)."""
+        await self.client.aclose()
 
 
 class SamplerPolicy:

@@ -1,4 +1,4 @@
-"""`run_w4s(config, policy, output_dir) -> RunResult`: the whole W4S run behind `optimize`, `collect`,
+"""`run_w4s(settings, policy, output_dir) -> RunResult`: the whole W4S run behind `optimize`, `collect`,
 the RLAO rounds and the demo.
 
 Order of events: rollouts (tasks x seeds) run concurrently against one executor client, one sandbox
@@ -23,7 +23,7 @@ from w4s_jax import tasks as task_registry
 from w4s_jax.executor import ExecutorClient
 from w4s_jax.executor.accounting import Ledger
 from w4s_jax.executor.errors import BudgetExceeded
-from w4s_jax.sandbox import Sandbox
+from w4s_jax.tasks.settings import TaskSettings
 from w4s_jax.w4s.archive import Archive
 from w4s_jax.w4s.budget import command_ledger
 from w4s_jax.w4s.episode import Rollout
@@ -37,7 +37,7 @@ from w4s_jax.w4s.progress import ProgressView
 from w4s_jax.w4s.report import BestWorkflow, plot_curves, write_report
 from w4s_jax.w4s.sandbox_evaluator import SandboxEvaluator
 from w4s_jax.w4s.seeds import seed_workflows
-from w4s_jax.w4s.settings import check_resume_fingerprint, loop_settings, rollout_plan
+from w4s_jax.w4s.settings import RunSettings, check_resume_fingerprint
 from w4s_jax.w4s.trajectories import trajectory_records, write_trajectories
 
 LOG = logging.getLogger("w4s_jax.w4s")
@@ -54,12 +54,12 @@ class RunResult:
     stopped_reason: str
 
 
-def run_w4s(config: Any, policy: Policy, output_dir: str | pathlib.Path, *,
+def run_w4s(settings: RunSettings, policy: Policy, output_dir: str | pathlib.Path, *,
             ledger: Ledger | None = None) -> RunResult:
     """Synchronous entry point (one event loop for the whole run). `ledger`: the command's budget
     (w4s.budget.command_ledger), shared by all its collections and its meta-agent policy; None = a
     budget of this collection alone, journaled in its output_dir."""
-    return asyncio.run(run_w4s_async(config, policy, output_dir, ledger=ledger))
+    return asyncio.run(run_w4s_async(settings, policy, output_dir, ledger=ledger))
 
 
 async def _run_rollout(rollout: Rollout) -> None:
@@ -82,11 +82,11 @@ def _choose(task_name: str, rollouts: list[Rollout]) -> BestWorkflow | None:
                         f"best_workflow_{task_name}.py")
 
 
-async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.Path, *,
+async def run_w4s_async(settings: RunSettings, policy: Policy, output_dir: str | pathlib.Path, *,
                         ledger: Ledger | None = None) -> RunResult:
     clock = phase_clock.PhaseClock()
-    settings = loop_settings(config)
-    full_plan = rollout_plan(config)
+    loop, task_settings = settings.w4s, settings.task
+    full_plan = settings.rollout_plan()
     all_ids = [f"{name}-s{seed}" for name, seed in full_plan]
     # Several hosts (the in-process sampler on multi-controller JAX): this host's share, its own files.
     plan = host_share(full_plan, policy.process_index, policy.process_count)
@@ -95,30 +95,29 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
     output_dir = host_output_dir(pathlib.Path(output_dir), policy.process_index, policy.process_count)
     output_dir.mkdir(parents=True, exist_ok=True)
     journal = Journal(output_dir / "journal.jsonl")
-    check_resume_fingerprint(journal, config)
+    check_resume_fingerprint(journal, settings)
     own_ledger = ledger is None
     if own_ledger:
-        ledger = command_ledger(config, output_dir)
-    executor = ExecutorClient.from_config(config.executor, output_dir, ledger=ledger, clock=clock)
+        ledger = command_ledger(settings.executor, output_dir)
+    executor = ExecutorClient.from_settings(settings.executor, output_dir, ledger=ledger, clock=clock)
     usage_before = executor.usage()
-    tasks = {name: task_registry.get_task(name, config.task.seed) for name, _ in full_plan}
-    val_examples = {name: tasks[name].load(config.task.val_split, config.task.data_dir, config.task.val_limit)
+    tasks = {name: task_registry.get_task(name, task_settings.seed) for name, _ in full_plan}
+    val_examples = {name: tasks[name].load(task_settings.val_split, task_settings.data_dir, task_settings.val_limit)
                     for name in dict.fromkeys(name for name, _ in plan)}
-    batcher = GenerationBatcher(policy, journal, temperature=float(config.sampling.temperature),
-                                max_new_tokens=int(config.sampling.max_new_tokens),
-                                lockstep=bool(config.w4s.lockstep_generation),
-                                window_s=float(config.w4s.batch_window_s), clock=clock)
-    progress = ProgressView(rollout_ids, settings.max_iterations, lambda: executor.usage()["spent_usd"],
-                            enabled=bool(config.w4s.progress))
+    batcher = GenerationBatcher(policy, journal, temperature=settings.sampling.temperature,
+                                max_new_tokens=settings.sampling.max_new_tokens, lockstep=loop.lockstep_generation,
+                                window_s=loop.batch_window_s, clock=clock)
+    progress = ProgressView(rollout_ids, loop.max_iterations, lambda: executor.usage()["spent_usd"],
+                            enabled=loop.progress)
     try:
-        async with Sandbox(config.sandbox) as sandbox:
-            evaluations = JournaledEvaluations(SandboxEvaluator(sandbox, executor), journal,
-                                               int(config.w4s.max_concurrent_evaluations), clock=clock)
+        async with SandboxEvaluator(settings.sandbox, executor) as evaluator:
+            evaluations = JournaledEvaluations(evaluator, journal,
+                                               loop.max_concurrent_evaluations, clock=clock)
             rollouts = [
                 Rollout(rollout_id=rollout_id, task_name=name, task=tasks[name], seed=seed,
                         val_examples=val_examples[name],
-                        seed_workflows=seed_workflows(tasks[name], config.w4s.seed_workflows),
-                        settings=settings, batcher=batcher, evaluations=evaluations, journal=journal,
+                        seed_workflows=seed_workflows(tasks[name], loop.seed_workflows),
+                        settings=loop, batcher=batcher, evaluations=evaluations, journal=journal,
                         archive=Archive(output_dir / "archive" / rollout_id), on_turn=progress.on_turn)
                 for rollout_id, (name, seed) in zip(rollout_ids, plan)
             ]
@@ -130,10 +129,10 @@ async def run_w4s_async(config: Any, policy: Policy, output_dir: str | pathlib.P
                      if (choice := _choose(name, rollouts)) is not None]
 
             async def score_on_test(choice: BestWorkflow) -> BestWorkflow:
-                return await _score_on_test(choice, tasks[choice.task], config, evaluations)
+                return await _score_on_test(choice, tasks[choice.task], task_settings, evaluations)
 
             best = await choose_across_hosts(local, policy.process_index,
-                                             score_on_test if config.w4s.test_eval and not stopped else None)
+                                             score_on_test if loop.test_eval and not stopped else None)
     finally:
         progress.close()
         await executor.aclose()
@@ -193,9 +192,9 @@ def _meta_agent_summary(policy: Policy, batcher: GenerationBatcher, usage: dict[
             **policy.usage.to_json(), "dollars": dollars}
 
 
-async def _score_on_test(choice: BestWorkflow, task: Any, config: Any,
+async def _score_on_test(choice: BestWorkflow, task: Any, task_settings: TaskSettings,
                          evaluations: JournaledEvaluations) -> BestWorkflow:
     """The one test evaluation of the chosen workflow; its result goes to the report only."""
-    examples = task.load("test", config.task.data_dir, config.task.test_limit)
+    examples = task.load("test", task_settings.data_dir, task_settings.test_limit)
     outcome = await evaluations.run(choice.task, task, "test", choice.source, examples)
     return dataclasses.replace(choice, test_score=outcome.score)

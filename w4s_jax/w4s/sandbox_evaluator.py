@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from w4s_jax.executor.errors import ExecutorError
-from w4s_jax.sandbox import workflow_hash
+from w4s_jax.sandbox import Sandbox, SandboxSettings, workflow_hash
 from w4s_jax.w4s.outcomes import CaseResult, EvalOutcome
 from w4s_jax.w4s.scoring import evaluate_workflow, executor_handler
 
@@ -40,23 +40,30 @@ def failing_line(source: str, line: object) -> str:
 
 
 class SandboxEvaluator:
-    """Evaluates workflow sources with one shared sandbox and executor client."""
+    """Evaluates workflow sources in its own sandbox, whose agent calls go to one executor client.
 
-    def __init__(self, sandbox: Any, executor: Any) -> None:
-        self.sandbox = sandbox
+    `async with SandboxEvaluator(settings, executor) as evaluator: await evaluator.evaluate(...)`."""
+
+    def __init__(self, settings: SandboxSettings, executor: Any) -> None:
         self.executor = executor
         self.failures: dict[str, ExecutorError] = {}
-        forward = executor_handler(executor)
+        self._forward = executor_handler(executor)
+        self.sandbox = Sandbox(settings, self._handle)
 
-        async def handle(method: str, kwargs: dict, scope: str) -> object:
-            try:
-                return await forward(method, kwargs, scope)
-            except ExecutorError as error:
-                if not error.request_rejected:  # a rejected request is the sample's error, not the run's
-                    self.failures.setdefault(scope.split(":", 1)[0], error)
-                raise
+    async def __aenter__(self) -> SandboxEvaluator:
+        await self.sandbox.__aenter__()
+        return self
 
-        sandbox.handler = handle
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.sandbox.close()
+
+    async def _handle(self, method: str, kwargs: dict, scope: str) -> object:
+        try:
+            return await self._forward(method, kwargs, scope)
+        except ExecutorError as error:
+            if not error.request_rejected:  # a rejected request is the sample's error, not the run's
+                self.failures.setdefault(scope.split(":", 1)[0], error)
+            raise
 
     async def evaluate(self, source: str, task: Any, examples: Sequence[Any]) -> EvalOutcome:
         prefix = workflow_hash(source)

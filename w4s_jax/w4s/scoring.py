@@ -82,10 +82,9 @@ async def evaluate_workflow(source: str, task, examples: Sequence, sandbox: Sand
                             *, hidden_test_timeout_s: float = HIDDEN_TEST_TIMEOUT_S) -> EvalReport:
     """Runs `source` on every example and scores it; a failing sample scores 0 with its error kept.
 
-    When `sandbox` has no handler yet, the agent's LLM calls go to `executor`.
+    The agent's calls go to the handler `sandbox` was built with (usually `executor_handler(executor)`);
+    `executor` gives each sample's tokens and dollars and the report's usage.
     """
-    if sandbox.handler is None and executor is not None:
-        sandbox.handler = executor_handler(executor)
     results = await sandbox.run_workflow(
         source, [e.question for e in examples], [e.id for e in examples], [sample_context(e) for e in examples]
     )
