@@ -86,7 +86,7 @@ def test_the_request_carries_the_sampling_fields_and_the_seed_of_each_conversati
             policy = make_policy(endpoint.url, tmp_path, transport=transport)
             replies = await policy.generate([conversation("a"), conversation("b")], n=2, temperature=0.7,
                                             max_new_tokens=48, seed=[11, 12])
-            await policy.finish()
+            await policy.aclose()
             return replies, endpoint.bodies, policy
 
     replies, bodies, policy = asyncio.run(main())
@@ -108,7 +108,7 @@ def test_retries_use_the_executor_backoff_and_count_under_the_meta_agent_role(tm
             started = time.monotonic()
             replies = await policy.generate([conversation("a")], temperature=0.5, max_new_tokens=16, seed=3)
             elapsed = time.monotonic() - started
-            await policy.finish()
+            await policy.aclose()
             return replies, elapsed, len(endpoint.bodies), policy
 
     replies, elapsed, requests, policy = asyncio.run(main())
@@ -125,7 +125,7 @@ def test_a_failure_after_the_retries_is_a_policy_error_naming_endpoint_and_model
             policy = make_policy(endpoint.url, tmp_path, max_retries=2)
             with pytest.raises(PolicyError) as caught:
                 await policy.generate([conversation("a")], temperature=0.5, max_new_tokens=16, seed=3)
-            await policy.finish()
+            await policy.aclose()
             return caught.value, endpoint, policy
 
     error, endpoint, policy = asyncio.run(main())
@@ -147,7 +147,7 @@ def test_the_meta_agent_spends_from_the_shared_ledger_next_to_the_executor(tmp_p
             await policy.generate([conversation("a"), conversation("b")], n=2, temperature=0.5, max_new_tokens=16,
                                   seed=[1, 2])
             await executor.call_llm(messages=[{"role": "user", "content": "q"}])
-            await policy.finish()
+            await policy.aclose()
             await executor.aclose()
             return policy, executor
 
@@ -171,7 +171,7 @@ def test_a_call_past_the_budget_is_refused_before_it_is_sent(tmp_path):
             policy = make_policy(endpoint.url, tmp_path, ledger=ledger)
             with pytest.raises(BudgetExceeded, match=f"model '{MODEL}'"):
                 await policy.generate([conversation("a")], temperature=0.5, max_new_tokens=16, seed=3)
-            await policy.finish()
+            await policy.aclose()
             return endpoint.bodies
 
     assert asyncio.run(main()) == []
@@ -188,7 +188,7 @@ def test_a_prompt_over_the_context_gets_empty_replies(tmp_path, transport):
             policy = make_policy(endpoint.url, tmp_path, transport=transport, ledger=ledger)
             replies = await policy.generate([conversation(TOO_LONG), conversation("fits")], n=2, temperature=0.5,
                                             max_new_tokens=16, seed=[1, 2])
-            await policy.finish()
+            await policy.aclose()
             return replies, len(endpoint.bodies), policy
 
     replies, requests, policy = asyncio.run(main())
@@ -204,7 +204,7 @@ def test_a_rerun_with_the_same_output_dir_is_served_from_the_cache(tmp_path):
         policy = make_policy(url, tmp_path, top_k=0)
         replies = await policy.generate([conversation("a"), conversation("b")], temperature=0.5, max_new_tokens=16,
                                         seed=seeds)
-        await policy.finish()
+        await policy.aclose()
         return replies, policy
 
     async def main():

@@ -46,3 +46,6 @@ class VariantTeacher:
 
     async def finish(self) -> None:
         """Nothing to do: the teacher serves this process only."""
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

@@ -68,6 +68,10 @@ class Policy(Protocol):
         generation rounds until every host is done)."""
         ...
 
+    async def aclose(self) -> None:
+        """Releases what this process holds open in the run's event loop (on any exit, error included)."""
+        ...
+
 
 def per_conversation_seeds(count: int, seed: int | Sequence[int]) -> list[int]:
     if isinstance(seed, int):
@@ -163,8 +167,7 @@ class OpenAIPolicy:
         return completion.texts
 
     async def finish(self) -> None:
-        """This process's rollouts have ended: closes the client (an endpoint serves each process on its own)."""
-        await self.aclose()
+        """Nothing to do: an endpoint serves each process on its own (the runner's `aclose` closes the client)."""
 
     async def aclose(self) -> None:
         """Closes the client's HTTP sessions in this event loop and its cache (both reopen if used again)."""
@@ -229,6 +232,9 @@ class SamplerPolicy:
             self.usage.prompt_tokens += len(prompts[index]) * n
             self.usage.completion_tokens += sum(len(completion.token_ids) for completion in result[0])
         return replies
+
+    async def aclose(self) -> None:
+        """Nothing to release: the sampler holds no connections."""
 
     async def finish(self) -> None:
         """On several hosts: joins empty rounds (running the others' batches) until every host is done."""

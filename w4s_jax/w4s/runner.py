@@ -135,6 +135,7 @@ async def run_w4s_async(settings: RunSettings, policy: Policy, output_dir: str |
                                              score_on_test if loop.test_eval and not stopped else None)
     finally:
         progress.close()
+        await policy.aclose()  # an API meta-agent's connections, also when a rollout raised
         await executor.aclose()
         journal.close()
         if own_ledger:
