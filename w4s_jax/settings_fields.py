@@ -88,17 +88,12 @@ def _default(field: dataclasses.Field) -> Any:
 
 
 def _coerce(value: Any, annotation: Any) -> Any:
-    """A config value in the field's declared type: ints stay ints, ints widen to float, maps become dicts."""
+    """A config value in the field's declared type: ints widen to float, a map becomes a dict."""
     if hasattr(value, "to_dict"):
         value = value.to_dict()
-    origin = typing.get_origin(annotation)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if annotation is tuple or origin is tuple:
-        return tuple(value)
-    if origin in (dict, Mapping) or annotation is dict:
-        return dict(value)
-    return value
+    return dict(value) if annotation is dict else value
 
 
 def from_section(cls: type, values: Mapping) -> Any:

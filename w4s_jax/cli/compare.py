@@ -161,45 +161,50 @@ def row_executor_settings(config: ml_collections.ConfigDict, workflow_hash: str,
 
 async def compare_rows(config: ml_collections.ConfigDict, task, examples, workflows: list[tuple[str, str]],
                        recorded: dict) -> list[Row]:
-    """Evaluates every workflow in its own sandbox wired to its own cached executor client (module doc)."""
+    """Evaluates every workflow in one sandbox, each with its own cached executor client (module doc):
+    the rows run one after another, and the sandbox's handler answers with the running row's client."""
     from w4s_jax.executor import ExecutorClient
     from w4s_jax.sandbox import Sandbox, workflow_hash
     from w4s_jax.w4s.scoring import evaluate_workflow, executor_handler
 
     rows, budget = [], float(config.executor.budget_usd)
-    sandbox_settings = section_settings(config, "sandbox")
-    for name, source in workflows:
-        executor = ExecutorClient.from_settings(row_executor_settings(config, workflow_hash(source), budget),
-                                                config.output_dir)
-        try:
-            async with Sandbox(sandbox_settings, executor_handler(executor, search_backend(config))) as sandbox:
-                started = time.monotonic()
+    running = {}  # "handler": the running row's executor handler
+
+    async def handle(method: str, kwargs: dict, scope: str) -> object:
+        return await running["handler"](method, kwargs, scope)
+
+    async with Sandbox(section_settings(config, "sandbox"), handle) as sandbox:
+        for name, source in workflows:
+            executor = ExecutorClient.from_settings(row_executor_settings(config, workflow_hash(source), budget),
+                                                    config.output_dir)
+            running["handler"] = executor_handler(executor, search_backend(config))
+            started = time.monotonic()
+            try:
                 report = await evaluate_workflow(source, task, examples, sandbox, executor,
                                                  hidden_test_timeout_s=float(config.hidden_test_timeout_s))
-                seconds = round(time.monotonic() - started, 3)
-        finally:
-            await executor.aclose()
-        usage = executor.usage()
-        budget -= float(usage["spent_usd"])
-        per_model = usage["by_model_role"].values()
-        paid = {"prompt_tokens": sum(int(u["prompt_tokens"]) for u in per_model),
-                "completion_tokens": sum(int(u["completion_tokens"]) for u in per_model),
-                "dollars": sum(float(u["dollars"]) for u in per_model),
-                "seconds": seconds}
-        sent, key, cost_from = int(usage["calls"]), cost_key(config, report.workflow_hash), "this run"
-        if sent:
-            recorded[key] = paid
-        elif key in recorded:
-            paid, cost_from = recorded[key], "recorded run (all cached now)"
-        else:
-            cost_from = "cache (no recorded run)"
-        n = len(report.samples)
-        low, high = wilson_interval(report.score * n, n)
-        rows.append(Row(name, report.score, low, high, n, report.errors,
-                        int(report.usage["sandbox"]["executor_calls"]), paid["prompt_tokens"],
-                        paid["completion_tokens"], paid["dollars"], paid["seconds"], sent, cost_from))
-        print(f"w4s-jax compare: {name}: accuracy {report.score:.3f} [{low:.3f}, {high:.3f}] on {n}, "
-              f"{sent} requests sent", flush=True)
+            finally:
+                await executor.aclose()
+            usage = executor.usage()
+            budget -= float(usage["spent_usd"])
+            per_model = usage["by_model_role"].values()
+            paid = {"prompt_tokens": sum(int(u["prompt_tokens"]) for u in per_model),
+                    "completion_tokens": sum(int(u["completion_tokens"]) for u in per_model),
+                    "dollars": sum(float(u["dollars"]) for u in per_model),
+                    "seconds": round(time.monotonic() - started, 3)}
+            sent, key, cost_from = int(usage["calls"]), cost_key(config, report.workflow_hash), "this run"
+            if sent:
+                recorded[key] = paid
+            elif key in recorded:
+                paid, cost_from = recorded[key], "recorded run (all cached now)"
+            else:
+                cost_from = "cache (no recorded run)"
+            n = len(report.samples)
+            low, high = wilson_interval(report.score * n, n)
+            rows.append(Row(name, report.score, low, high, n, report.errors,
+                            int(report.usage["sandbox"]["executor_calls"]), paid["prompt_tokens"],
+                            paid["completion_tokens"], paid["dollars"], paid["seconds"], sent, cost_from))
+            print(f"w4s-jax compare: {name}: accuracy {report.score:.3f} [{low:.3f}, {high:.3f}] on {n}, "
+                  f"{sent} requests sent", flush=True)
     return rows
 
 

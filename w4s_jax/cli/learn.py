@@ -48,7 +48,7 @@ def main(config: ml_collections.ConfigDict) -> None:
     # and every evaluation task's validation and test splits.
     validate(config, sections=("train", "rlao"))
     settings = experiment_settings(config)
-    checked_run_settings(config)  # the config's own fields; locks it
+    checked_run_settings(config, check_data=False)  # the config's own fields; locks it
     check_run_settings(training_run(settings))
     for task in eval_tasks(settings):
         check_run_settings(optimization_run(settings, task, 0, turns=1, candidates=1))

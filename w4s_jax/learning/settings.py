@@ -7,14 +7,11 @@ from __future__ import annotations
 import dataclasses
 
 from w4s_jax.config_errors import ConfigError
-from w4s_jax.rlao.settings import RoundsSettings, TrainingSettings
+from w4s_jax.rlao.settings import TrainingSettings
 from w4s_jax.settings_fields import at_least, check_fields, one_of, setting
 from w4s_jax.w4s.settings import RunSettings
 
 EXECUTOR_KINDS = ("simulated", "external")
-
-__all__ = ["EXECUTOR_KINDS", "ExperimentSettings", "LearningSettings", "RoundsSettings"]
-
 
 @dataclasses.dataclass(frozen=True)
 class LearningSettings:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from w4s_jax.config_errors import ConfigError
 from w4s_jax.models.config import REMAT_POLICIES
+from w4s_jax.models.presets import PRESETS
 from w4s_jax.settings_fields import at_least, check_fields, one_of, setting
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -22,10 +24,6 @@ class ModelSettings:
                                         "skips the keys after it); 0 = one block", at_least(0))
 
     def __post_init__(self) -> None:
-        from w4s_jax.models.presets import PRESETS
-
         if self.preset not in PRESETS:
-            from w4s_jax.config_errors import ConfigError
-
             raise ConfigError(f"model.preset: unknown preset {self.preset!r}; fix: use one of {sorted(PRESETS)}")
         check_fields(self, "model")
