@@ -3,11 +3,12 @@ time for TPU slices on this host.
 
 Full run (minutes per program, several GB of RAM; run rows one at a time): Qwen2.5-Coder-7B full
 fine-tuning at 8192 tokens on v5p-8, 7B LoRA on v5e-8, 32B full fine-tuning on v5p-64. Each row
-compiles the train step (at the largest micro-batch found to fit, `w4s-jax aot` with
-micro_batch 0; the sampler's parameter copy is reserved beside it), then on its mesh the sampler's
+compiles the train step (at the micro-batch given, or the largest found to fit: `w4s-jax aot` with
+micro_batch 0), then on its mesh the sampler's
 prefill and decode for one generation batch as the runner forms it (64 rows: the sampler's
 max_batch, i.e. all rollouts x 5 candidates of a collection up to 64; 4,096-token prompts, 2,048 new
-tokens, m = 5 rows share a prefill), and reports the peak of each phase. `quick` compiles Qwen2.5-0.5B
+tokens, m = 5 rows share a prefill), and reports the peak of each phase (the sampler and the trainer hold
+one model copy between them, `rlao/rounds.py`). `quick` compiles Qwen2.5-0.5B
 on v5p-8 only, with a small generation batch.
 """
 
@@ -52,6 +53,7 @@ def table_row(label: str, report: dict) -> dict:
         "KV cache GiB/chip": _gib(generation["kv_cache_bytes_per_chip"]),
         "generation peak GiB/chip": _gib(phases["generation"]["peak_bytes_per_chip"]),
         "training peak GiB/chip": _gib(phases["training"]["peak_bytes_per_chip"]),
+        "hand-over peak GiB/chip": _gib(phases["hand_over"]["peak_bytes_per_chip"]),
         "HBM GiB": round(report["hbm_bytes_per_chip"] / GIB),
         "fits": "yes" if report["fits"] else "no",
         "TFLOP/step": round(report["flops_per_step"] / 1e12, 1),

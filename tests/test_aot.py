@@ -48,10 +48,11 @@ def test_cli_writes_the_report(tmp_path):
     generation, phases = report["generation"], report["phases"]
     assert generation["mesh"] == report["mesh"] and generation["rows"] == 8 and generation["cache_len"] == 128 + 32
     assert generation["prefill"]["program"] == "prefill_shared" and generation["distinct_prompts"] == 4
-    assert phases["training"]["peak_bytes_per_chip"] == report["bytes_per_chip"] + generation["sampler_param_bytes_per_chip"]
-    assert phases["generation"]["peak_bytes_per_chip"] == generation["model_param_bytes_per_chip"] + max(
+    # One model copy: the sampler's while generating, the trainer's while training (rlao/rounds.py).
+    assert phases["training"]["peak_bytes_per_chip"] == report["bytes_per_chip"]
+    assert phases["generation"]["peak_bytes_per_chip"] == max(
         generation["prefill"]["bytes_per_chip"], generation["decode"]["bytes_per_chip"])
-    assert report["reserved_bytes_per_chip"] == generation["sampler_param_bytes_per_chip"]
+    assert phases["hand_over"]["peak_bytes_per_chip"] == memory["arguments"] + generation["sampler_param_bytes_per_chip"]
     assert report["fits"] and "aot: generation 8 rows x (128 + 32)" in done.stdout
 
 
@@ -80,7 +81,7 @@ def test_sampler_programs_compile_for_v5e_8():
 
 def test_generation_rows_halve_until_the_phase_fits(monkeypatch):
     """The generation search halves the rows (not below the data-parallel groups) until the phase's
-    peak (model parameters + the larger program) fits; the phases add what the other phase holds."""
+    peak (the larger program) fits; each phase's peak is its own, the hand-over's a bound."""
     import w4s_jax.rlao.aot_sampling as aot_sampling
 
     tried = []
@@ -92,20 +93,22 @@ def test_generation_rows_halve_until_the_phase_fits(monkeypatch):
                 "prefill": {"bytes_per_chip": GIB}, "decode": program}
 
     monkeypatch.setattr(aot_sampling, "compile_generation", fake_compile)
-    v5e = tpu_topology("v5e-8")  # 16 GiB: 4 + rows / 2 <= 16 -> 24 rows; halving from 64 gives 16
+    v5e = tpu_topology("v5e-8")  # 16 GiB: rows / 2 <= 16 -> 32 rows; halving from 128 gives 32
     chosen, attempts = largest_fitting_generation(get_preset("tiny"), v5e, (1, 8, 1),
-                                                  GenerationShape(64, 5, 4096, 2048), log=lambda _: None)
-    assert tried == [64, 32, 16] and chosen["rows"] == 16 and chosen["fits"] and [a["fits"] for a in attempts] == [False, False, True]
+                                                  GenerationShape(128, 5, 4096, 2048), log=lambda _: None)
+    assert tried == [128, 64, 32] and chosen["rows"] == 32 and chosen["fits"] and [a["fits"] for a in attempts] == [False, False, True]
     tried.clear()
     chosen, _ = largest_fitting_generation(get_preset("tiny"), v5e, (1, 8, 1), GenerationShape(200, 5, 4096, 2048),
                                            log=lambda _: None)
-    assert tried == [200, 100, 50, 25, 12] and chosen["fits"]  # 25 rows: 16.5 GiB
-    phases = round_phases({"bytes_per_chip": 9 * GIB, "mode": "full"}, chosen, v5e.generation.hbm_bytes)
-    assert phases == {"generation": {"peak_bytes_per_chip": 10 * GIB, "fits": True},
-                      "training": {"peak_bytes_per_chip": 11 * GIB, "fits": True}}
-    lora = round_phases({"bytes_per_chip": 9 * GIB, "mode": "lora"}, chosen, v5e.generation.hbm_bytes)
-    assert lora["training"]["peak_bytes_per_chip"] == 15 * GIB  # + the loaded base the round loop still holds
-    assert lora["generation"]["peak_bytes_per_chip"] == 14 * GIB
+    assert tried == [200, 100, 50, 25] and chosen["fits"]  # 25 rows: 12.5 GiB
+    train = {"bytes_per_chip": 9 * GIB, "mode": "full", "memory_per_chip": {"arguments": 3 * GIB}}
+    phases = round_phases(train, chosen, v5e.generation.hbm_bytes)
+    assert phases == {"generation": {"peak_bytes_per_chip": 25 * GIB // 2, "fits": True},
+                      "training": {"peak_bytes_per_chip": 9 * GIB, "fits": True},
+                      "hand_over": {"peak_bytes_per_chip": 5 * GIB, "fits": True}}  # step arguments + new sampler copy
+    lora = round_phases(train | {"mode": "lora"}, chosen, v5e.generation.hbm_bytes)
+    assert lora["hand_over"]["peak_bytes_per_chip"] == 9 * GIB  # + the merged model
+    assert lora["training"] == phases["training"] and lora["generation"] == phases["generation"]
 
 
 def test_lora_on_v5e_with_a_given_mesh_and_micro_batch():

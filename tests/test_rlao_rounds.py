@@ -55,8 +55,9 @@ def test_rounds_hand_trained_parameters_to_the_sampler(tmp_path, rlao_trajectory
         return types.SimpleNamespace(trajectories_path=path)
 
     records, final = run_rounds(
-        run_settings(config), training, section_settings(config, "rounds"), model_config=model_config, mesh=mesh, model_params=params, tokenizer=ByteChatTokenizer(),
-        sampler=sampler, policy=policy, collect=fake_collect, output_dir=config.output_dir, log=lambda _: None,
+        run_settings(config), training, section_settings(config, "rounds"), model_config=model_config, mesh=mesh,
+        tokenizer=ByteChatTokenizer(), sampler=sampler, policy=policy, collect=fake_collect,
+        output_dir=config.output_dir, log=lambda _: None,
     )  # fmt: skip
     assert [r.round for r in records] == [0, 1] and all(r.train_steps == 3 for r in records)
     assert len(seen) == 3  # two rounds, then the final collection with the trained meta-agent
@@ -67,10 +68,14 @@ def test_rounds_hand_trained_parameters_to_the_sampler(tmp_path, rlao_trajectory
 
 def test_rounds_stop_when_a_collection_has_nothing_to_train_on(tmp_path, rlao_trajectory_writer):
     """The paper's data (rlao.keep_invalid False): no valid, checked candidate -> no training, no more rounds."""
+    from flax import nnx
+
     config = _config(tmp_path)
     mesh = mesh_of(1)
     training = training_settings(config)
     model_config, params = load_meta_agent(training.model, mesh, training.train.seed)
+    graphdef, _ = abstract_model(model_config)
+    sampler = Sampler(nnx.merge(graphdef, params), ByteChatTokenizer(), mesh, max_prompt_len=256)
     collected, notes = [], []
 
     def invalid_collect(config, policy, output_dir):
@@ -84,9 +89,62 @@ def test_rounds_stop_when_a_collection_has_nothing_to_train_on(tmp_path, rlao_tr
         return types.SimpleNamespace(trajectories_path=path)
 
     records, final = run_rounds(
-        run_settings(config), training, section_settings(config, "rounds"), model_config=model_config, mesh=mesh, model_params=params, tokenizer=ByteChatTokenizer(),
-        sampler=None, policy=None, collect=invalid_collect, output_dir=config.output_dir, log=notes.append,
+        run_settings(config), training, section_settings(config, "rounds"), model_config=model_config, mesh=mesh,
+        tokenizer=ByteChatTokenizer(), sampler=sampler, policy=None, collect=invalid_collect,
+        output_dir=config.output_dir, log=notes.append,
     )  # fmt: skip
-    assert records == [] and final is params and len(collected) == 1
+    assert records == [] and len(collected) == 1
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(final), jax.device_get(params))  # untouched
     assert "nothing to train on" in notes[-1] and "stopping" in notes[-1]
     assert not (tmp_path / "run" / "round_0" / "train").exists()
+
+
+@requires_devices(2)
+def test_one_model_copy_per_phase(tmp_path, rlao_trajectory_writer, monkeypatch):
+    """The sampler holds the parameters while collecting and none while training (it hands them to
+    the trainer), and a LoRA round's base is freed once the merged model replaces it: on a 16 GiB
+    v5e chip a second 7B copy beside either phase does not fit (`w4s-jax aot`)."""
+    import gc
+    import weakref
+
+    from flax import nnx
+
+    from w4s_jax.rlao import rounds as rounds_module
+
+    config = _config(tmp_path)
+    config.lora.enabled = True
+    mesh = mesh_of(2)
+    training = training_settings(config)
+    model_config, params = load_meta_agent(training.model, mesh, training.train.seed)
+    graphdef, _ = abstract_model(model_config)
+    sampler = Sampler(nnx.merge(graphdef, params), ByteChatTokenizer(), mesh, max_prompt_len=256)
+    del params
+    bases, seen = [], []
+    real_run_training = rounds_module.run_training
+
+    def run_training(*args, model_params, **kwargs):
+        bases.append(weakref.ref(model_params["layers"]["attn"]["q_proj"]))
+        seen.append(("train", sampler.state is None))
+        return real_run_training(*args, model_params=model_params, **kwargs)
+
+    def collect(config, policy, output_dir):
+        gc.collect()
+        seen.append(("collect", sampler.state is not None, [base() is None for base in bases]))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        return types.SimpleNamespace(trajectories_path=rlao_trajectory_writer(
+            output_dir / "trajectories.jsonl", tasks=4, history_turns=0))
+
+    monkeypatch.setattr(rounds_module, "run_training", run_training)
+    records, final = run_rounds(
+        run_settings(config), training, section_settings(config, "rounds"), model_config=model_config, mesh=mesh,
+        tokenizer=ByteChatTokenizer(), sampler=sampler, policy=SamplerPolicy(sampler), collect=collect,
+        output_dir=config.output_dir, log=lambda _: None,
+    )  # fmt: skip
+    assert [r.round for r in records] == [0, 1]
+    assert seen == [
+        ("collect", True, []), ("train", True),
+        ("collect", True, [True]), ("train", True),  # round 0's base is gone before round 1 collects
+        ("collect", True, [True, True]),  # the final collection
+    ]
+    assert sampler.state is None and set(final) == {"embedding", "layers", "final_norm", "lm_head"} - (
+        {"lm_head"} if model_config.tie_embeddings else set())

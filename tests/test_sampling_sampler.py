@@ -120,6 +120,31 @@ def test_empirical_distribution_matches_softmax(setup, sharp_sampler):
     assert chi_square_pvalue(counts, wrong) < 1e-6
 
 
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_source_params_round_trip_and_release(scan_layers):
+    """The trainer's layout back from the decode layout, exactly; released, the sampler refuses to
+    generate until set_state gives it parameters again."""
+    mesh = mesh_of(2, 2, 2)
+    _, model = load_model("tiny", "", mesh=mesh, seed=3, scan_layers=scan_layers)
+    sampler = Sampler(model, None, mesh, max_prompt_len=32, max_batch=8)
+    original = nnx.to_pure_dict(nnx.state(model))
+    params = sampler.source_params()
+    assert jax.tree.structure(params) == jax.tree.structure(original)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(jax.device_get(a), jax.device_get(b)), params, original)
+    jax.tree.map(lambda a, b: a.sharding.is_equivalent_to(b.sharding, a.ndim) or pytest.fail("placement"), params, original)
+
+    greedy = SamplingParams(max_new_tokens=4, temperature=0, stop_token_ids=())
+    before = sampler.generate(PROMPTS[:1], greedy)
+    released = sampler.source_params(release=True)
+    assert sampler.state is None
+    with pytest.raises(RuntimeError, match="released"):
+        sampler.generate(PROMPTS[:1], greedy)
+    with pytest.raises(RuntimeError, match="released"):
+        sampler.source_params()
+    sampler.set_state(nnx.merge(nnx.graphdef(model), released))
+    assert [c.token_ids for (c,) in sampler.generate(PROMPTS[:1], greedy)] == [c.token_ids for (c,) in before]
+
+
 def test_set_state_swaps_parameters_without_recompiling(setup):
     _, model, sampler = setup
     params = SamplingParams(max_new_tokens=8, temperature=0, stop_token_ids=())

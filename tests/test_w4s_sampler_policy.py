@@ -71,3 +71,15 @@ def test_a_w4s_run_with_the_in_process_sampler(policy, tmp_path, shared_data_dir
     notes = [json.loads(line)["note"] for line in result.trajectories_path.read_text().splitlines()]
     assert notes == ["invalid action: empty reply (the meta-agent produced no text; is its prompt too long?)"] * 3
     assert result.best_workflows["gsm8k"].origin == "seed:cot"
+
+
+def test_the_in_process_meta_agent_batches_at_most_sampling_max_batch():
+    """`w4s-jax aot` reports the generation rows that fit a slice; sampling.max_batch makes the
+    runner's sampler use them, and the sampler holds the only parameter copy."""
+    from w4s_jax.w4s.meta_agent import in_process_meta_agent
+
+    config = load_config_file(CONFIGS_DIR / "optimize.py")
+    config.model.preset, config.meta_agent.kind, config.sampling.max_batch = "tiny", "jax", 8
+    agent = in_process_meta_agent(run_settings(config), tokenizer="bytes")
+    assert agent.sampler.max_batch == 8 and agent.sampler.state is not None
+    assert not hasattr(agent, "params")

@@ -21,7 +21,8 @@ DOC = (
     "HBM (or config.mesh / config.micro_batch), then on its mesh the sampler's prefill and decode for one "
     "generation batch (config.generation; rows halved until it fits). Writes a JSON report "
     "(config.output) with each program's per-chip memory (arguments, outputs, temporaries, aliased), "
-    "the peak of the generation and training phases (sampler and trainer share the process) and FLOPs per step."
+    "the peak of the generation and training phases and of the hand-over between them (sampler and trainer "
+    "share the process and one model copy) and FLOPs per step."
 )
 DEFAULT_CONFIG = "aot.py"
 
@@ -67,3 +68,6 @@ def main(config: ml_collections.ConfigDict) -> None:
             + ", ".join(f"{name} {gib(p['peak_bytes_per_chip'])} ({'fits' if p['fits'] else 'does NOT fit'})"
                         for name, p in phases.items())
         )
+        if gen["fits"] and gen["rows"] < g.rows:
+            print(f"aot: {g.rows} generation rows do not fit; run rlao on this slice with "
+                  f"--config.sampling.max_batch={gen['rows']}")

@@ -89,7 +89,7 @@ def _run(settings: ExperimentSettings, output_dir: pathlib.Path) -> dict:
     # executor.budget_usd caps the whole experiment, across resumes
     ledger = command_ledger(settings.run.executor, output_dir)
     try:
-        experiment = Experiment(settings, model_config=agent.model_config, mesh=agent.mesh, params=agent.params,
+        experiment = Experiment(settings, model_config=agent.model_config, mesh=agent.mesh, params=agent.sampler.source_params(),
                                 tokenizer=agent.tokenizer, sampler=agent.sampler, policy=agent.policy,
                                 output_dir=output_dir, ledger=ledger)
         return experiment.run() | {"load_wall_s": load_wall_s, "executor_spent_usd": ledger.report()["spent_usd"]}

@@ -74,7 +74,7 @@ def run_rlao(settings: RunSettings, training: TrainingSettings, rounds: RoundsSe
                             agent.policy.process_count)
     try:
         records, final = run_rounds(
-            settings, training, rounds, model_config=agent.model_config, mesh=agent.mesh, model_params=agent.params,
+            settings, training, rounds, model_config=agent.model_config, mesh=agent.mesh,
             tokenizer=agent.tokenizer, sampler=agent.sampler, policy=agent.policy,
             collect=functools.partial(run_w4s, ledger=ledger), output_dir=settings.output_dir,
         )  # fmt: skip

@@ -31,22 +31,20 @@ def main(config: ml_collections.ConfigDict) -> None:
     config.lock()
     from w4s_jax.parallel.mesh import mesh_from_settings
     from w4s_jax.rlao.loading import export_meta_agent, load_meta_agent, load_tokenizer
-    from w4s_jax.rlao.trainer import run_training
-    from w4s_jax.trajectory import TrajectoryFormatError, read_trajectories
+    from w4s_jax.rlao.trainer import load_training_data, run_training
+    from w4s_jax.trajectory import TrajectoryFormatError
 
     train = settings.train
+    tokenizer = load_tokenizer(train.tokenizer, settings.model)
     try:  # bad data fails here, in seconds, before any model is loaded
-        read_trajectories(train.data)
+        data = load_training_data(settings, tokenizer, train.data)
     except TrajectoryFormatError as error:
         print(f"w4s-jax train: bad trajectory data: {error}", file=sys.stderr)
         sys.exit(2)
     mesh = mesh_from_settings(mesh_settings)
-    tokenizer = load_tokenizer(train.tokenizer, settings.model)
     model_config, params = load_meta_agent(settings.model, mesh, train.seed)
-    result = run_training(
-        settings, model_config=model_config, mesh=mesh, model_params=params, tokenizer=tokenizer,
-        data=train.data, output_dir=output_dir,
-    )  # fmt: skip
+    result = run_training(settings, model_config=model_config, mesh=mesh, model_params=params, data=data,
+                          output_dir=output_dir)
     print(f"train: {result.steps_done}/{result.total_steps} steps; last {result.last_metrics}; metrics in {result.metrics_path}")
     if result.preempted:
         return

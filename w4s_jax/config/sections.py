@@ -140,7 +140,8 @@ def aot_generation_section() -> ml_collections.ConfigDict:
     return section(
         "generation",
         enabled=(True, "also compile the sampler's prefill and decode on the train step's mesh and report each phase's peak"),
-        rows=(64, "sequences per generation batch (prompts x candidates): the runner's sampler forms at most its max_batch, 64"),
+        rows=(SamplingSettings.max_batch, "sequences per generation batch (prompts x candidates): the in-process "
+                                          "meta-agent forms at most sampling.max_batch; set that to the rows reported to fit"),
         candidates=(5, "rows sharing one prompt (w4s.candidates_per_turn): prefilled once"),
         prompt_len=(4096, "prompt tokens of the compiled batch (sampling.max_prompt_len)"),
         new_tokens=(2048, "new tokens per row (sampling.max_new_tokens)"),

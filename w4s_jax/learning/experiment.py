@@ -44,7 +44,7 @@ from w4s_jax.learning.teacher import VariantTeacher
 from w4s_jax.models import abstract_model
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.rlao.examples import NothingToTrain, TrainingTokenizer
-from w4s_jax.rlao.trainer import run_training
+from w4s_jax.rlao.trainer import load_training_data, run_training
 from w4s_jax.w4s.runner import run_w4s
 from w4s_jax.w4s.settings import RunSettings
 
@@ -152,10 +152,11 @@ class Experiment:
             train=dataclasses.replace(training.train, steps=steps),
             optimizer=dataclasses.replace(training.optimizer, learning_rate=learning_rate))
         try:
-            result = run_training(training, model_config=self.model_config, mesh=self.mesh, model_params=params,
-                                  tokenizer=self.tokenizer, data=[data], output_dir=directory)
+            examples = load_training_data(training, self.tokenizer, [data])
         except NothingToTrain:
             return None, {"kept": 0, "steps": 0, "wall_s": 0.0, "skipped": "no candidate passed its check"}
+        result = run_training(training, model_config=self.model_config, mesh=self.mesh, model_params=params,
+                              data=examples, output_dir=directory)
         if result.preempted:
             raise SystemExit(f"learn: preempted while training {directory}; rerun with the same output_dir to resume")
         report = result.data_report

@@ -12,6 +12,10 @@ branch_ids[k] == branch_ids[q]); RoPE uses the explicit positions. Branch ids (0
 one row hold a shared prefix (the trunk, branch 0) once, followed by several continuations that
 each see the trunk and themselves but never each other (RLAO's m candidates of one turn).
 
+A caller may rewrite each layer's weights inside the layer loop (`LayerTransform`, e.g. LoRA's
+W + A @ B), so a derived model is built one layer at a time under the layer's rematerialisation
+instead of as a whole second copy whose gradient is as large as the model.
+
 Each layer's Attention takes its own `LayerCache` and returns the updated one with its output, so
 the cache flows through the layers as data; the attention itself runs in query blocks with a
 hand-written backward pass (`w4s_jax.models.blocked_attention`). Modules run under
@@ -40,6 +44,7 @@ __all__ = [
     "DecoderLayer",
     "KVCache",
     "LayerCache",
+    "LayerTransform",
     "RMSNorm",
     "Rope",
     "abstract_model",
@@ -237,6 +242,24 @@ class DecoderLayer(nnx.Module):
             return constrain(x, ("act_batch", "act_length", "act_embed")), cache
 
 
+@dataclasses.dataclass(frozen=True)
+class LayerTransform:
+    """Rewrites one layer's parameters before the layer runs: `fn(layer params as a pure dict, this
+    layer's slice of `per_layer`) -> layer params`. `per_layer` is a pytree whose leaves have a
+    leading axis of length num_layers (scanned with the layers)."""
+
+    fn: Callable[[dict, object], dict]
+    per_layer: object
+
+
+def _transformed(state: nnx.State, transform: LayerTransform | None, extra: object) -> nnx.State:
+    if transform is None:
+        return state
+    state = jax.tree.map(lambda x: x, state)
+    nnx.replace_by_pure_dict(state, transform.fn(nnx.to_pure_dict(state), extra))
+    return state
+
+
 def _remat(fn: Callable, policy_name: str) -> Callable:
     if policy_name == "none":
         return fn
@@ -270,11 +293,13 @@ class Decoder(nnx.Module):
         segment_ids: jax.Array,
         cache: KVCache | None = None,
         branch_ids: jax.Array | None = None,
+        layer_transform: LayerTransform | None = None,
     ) -> tuple[jax.Array, KVCache | None]:
         """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache.
 
         `branch_ids` (int32 [B, T], training only): 0 = trunk, i > 0 = branch i; a query also needs
-        its key to be on the trunk or on its own branch (shared-prefix packing, module doc)."""
+        its key to be on the trunk or on its own branch (shared-prefix packing, module doc).
+        `layer_transform` rewrites each layer's parameters inside the layer loop (module doc)."""
         c = self.config
         dtype = jnp.dtype(c.dtype)
         segment_ids = segment_ids.astype(jnp.int32)
@@ -300,19 +325,26 @@ class Decoder(nnx.Module):
             graphdef, layer_state = nnx.split(self.layers)
 
             def body(x, xs):
-                state, layer_cache = xs
+                state, layer_cache, extra = xs
+                state = _transformed(state, layer_transform, extra)
                 return nnx.merge(graphdef, state)(x, rope, mask, layer_cache, end)
 
             stacked = None if layer_caches is None else jax.tree.map(lambda *a: jnp.stack(a), *layer_caches)
-            x, stacked = jax.lax.scan(_remat(body, c.remat), x, (layer_state, stacked))
+            per_layer = None if layer_transform is None else layer_transform.per_layer
+            x, stacked = jax.lax.scan(_remat(body, c.remat), x, (layer_state, stacked, per_layer))
             if stacked is not None:
                 layer_caches = tuple(jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(c.num_layers))
         else:
             new_caches = []
             for index, layer in enumerate(self.layers):
                 layer_cache = None if layer_caches is None else layer_caches[index]
-                step = _remat(lambda x, lc, layer=layer: layer(x, rope, mask, lc, end), c.remat)
-                x, layer_cache = step(x, layer_cache)
+                extra = None if layer_transform is None else jax.tree.map(lambda a, i=index: a[i], layer_transform.per_layer)
+
+                def step(x, lc, extra, layer=layer):
+                    graphdef, state = nnx.split(layer)
+                    return nnx.merge(graphdef, _transformed(state, layer_transform, extra))(x, rope, mask, lc, end)
+
+                x, layer_cache = _remat(step, c.remat)(x, layer_cache, extra)
                 new_caches.append(layer_cache)
             layer_caches = None if cache is None else tuple(new_caches)
         h = self.final_norm(x)

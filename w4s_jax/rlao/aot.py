@@ -168,17 +168,15 @@ def plan_and_compile(
     lora: LoraConfig | None = None,
     logits_chunk: int = StepConfig.logits_chunk,
     max_rows_per_group: int = 16,
-    reserved_bytes: int = 0,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Chooses mesh and micro-batch (unless given), compiles, and returns the JSON report.
 
     Auto: meshes in `candidate_meshes` order; on the first mesh where one row per data-parallel
     group fits HBM, the largest micro-batch that fits (see `largest_fitting`). Every compile is
-    listed in `attempts`. `reserved_bytes` per chip stay held by others while the step runs (in
-    `rlao`, the sampler's parameter copy): a step fits when its bytes plus those fit HBM.
+    listed in `attempts`.
     """
-    hbm = topology.generation.hbm_bytes - reserved_bytes
+    hbm = topology.generation.hbm_bytes
     meshes = [parse_mesh(mesh, topology.chips)] if mesh != "auto" else candidate_meshes(topology.chips, model.num_kv_heads)
     attempts: list[dict] = []
 
@@ -244,7 +242,6 @@ def plan_and_compile(
         "bytes_per_chip": best["bytes_per_chip"],
         "memory_per_chip": best.get("memory_per_chip"),
         "hbm_bytes_per_chip": topology.generation.hbm_bytes,
-        "reserved_bytes_per_chip": reserved_bytes,
         "fits": best["fits"],
         # XLA's cost analysis counts a while loop's body once (the scanned layers, logits chunks and
         # micro-batches run many times), so FLOPs per step are the model's: 6 N tokens + attention.

@@ -1,11 +1,15 @@
 """Ahead-of-time compilation of the sampler's prefill and decode for a TPU topology, and the peak of
 each phase of an RLAO round.
 
-`w4s-jax rlao` keeps the sampler and the trainer in one process on one mesh (`rlao/rounds.py`):
-- while the meta-agent generates, the round's model parameters (the trainer's starting point) stay
-  resident beside the sampler's programs, whose arguments hold the sampler's own parameter copy;
-- while it trains, the sampler's parameter copy (its unrolled decode layout) stays resident beside
-  the train step, whose arguments hold the model parameters and optimizer state.
+`w4s-jax rlao` keeps the sampler and the trainer in one process on one mesh with one model copy
+(`rlao/rounds.py`): the sampler holds the parameters while the meta-agent generates and hands them
+to the trainer for training. So each phase's peak is its own programs':
+- generation: the larger of prefill and decode (their arguments hold the sampler's parameters and
+  the KV cache);
+- training: the train step (its arguments hold the parameters, or LoRA's frozen base, and the
+  optimizer state);
+- the hand-over after training (no program runs): the train step's arguments, the trained model
+  merged (LoRA) and the sampler's new copy, a bound.
 The programs compiled here are the sampler's own (`Sampler._build_prefill*`, `_build_decode`), built
 by a sampler whose parameters are abstract and lowered with sharded `jax.ShapeDtypeStruct` inputs:
 no weight is allocated, and the TPU compiler reports each program's per-chip memory.
@@ -136,9 +140,8 @@ def compile_generation(model: ModelConfig, topology: Topology, mesh_shape: tuple
 
 
 def generation_peak(generation: dict) -> int:
-    """Per-chip peak of the generation phase: the round's model parameters + the larger program."""
-    programs = max(generation["prefill"]["bytes_per_chip"], generation["decode"]["bytes_per_chip"])
-    return generation["model_param_bytes_per_chip"] + programs
+    """Per-chip peak of the generation phase: the larger program (the sampler holds the one copy)."""
+    return max(generation["prefill"]["bytes_per_chip"], generation["decode"]["bytes_per_chip"])
 
 
 def largest_fitting_generation(model: ModelConfig, topology: Topology, mesh_shape: tuple[int, int, int],
@@ -161,35 +164,25 @@ def largest_fitting_generation(model: ModelConfig, topology: Topology, mesh_shap
         shape = dataclasses.replace(shape, rows=max(shape.rows // 2, multiple))
 
 
-def held_base_bytes(lora: bool, model_param_bytes: int) -> int:
-    """With LoRA, rounds after the first train on a merged base while `w4s-jax rlao` still holds the
-    loaded one (`cli/rlao.py` keeps it for the round loop): one more model copy in both phases. Full
-    fine-tuning donates the loaded parameters to the train state at its first step."""
-    return model_param_bytes if lora else 0
-
-
 def round_phases(train: dict, generation: dict, hbm: int) -> dict:
-    """The per-chip peak of each phase of an RLAO round and whether it fits `hbm` bytes."""
-    held = held_base_bytes(train["mode"] == "lora", generation["model_param_bytes_per_chip"])
+    """The per-chip peak of each phase of an RLAO round (module doc) and whether it fits `hbm` bytes."""
+    merged = generation["model_param_bytes_per_chip"] if train["mode"] == "lora" else 0
     phases = {
-        "generation": generation_peak(generation) + held,
-        "training": train["bytes_per_chip"] + generation["sampler_param_bytes_per_chip"] + held,
+        "generation": generation_peak(generation),
+        "training": train["bytes_per_chip"],
+        "hand_over": train["memory_per_chip"]["arguments"] + merged + generation["sampler_param_bytes_per_chip"],
     }
     return {name: {"peak_bytes_per_chip": peak, "fits": peak <= hbm} for name, peak in phases.items()}
 
 
 def plan_round(model: ModelConfig, topology: Topology, generation: GenerationShape, log=print, **train) -> dict:
     """The whole RLAO round for `topology`: the train step (`plan_and_compile` with `train`'s keyword
-    arguments; the sampler's parameter copy reserved beside it), then on the train step's mesh the
-    sampler's prefill and decode for `generation` (rows halved until the phase fits), and each
-    phase's peak. The report is the train step's, with `generation`, `generation_attempts`, `phases`
-    and `fits` (both phases)."""
+    arguments), then on the train step's mesh the sampler's prefill and decode for `generation`
+    (rows halved until the phase fits), and each phase's peak. The report is the train step's, with
+    `generation`, `generation_attempts`, `phases` and `fits` (every phase)."""
     from w4s_jax.rlao.aot import plan_and_compile
 
-    fsdp_mesh = mesh_over(topology.devices, (1, topology.chips, 1))  # parameters shard over all chips on any mesh
-    reserved = bytes_per_chip(abstract_sampler(model, fsdp_mesh, generation).state)
-    reserved += held_base_bytes(train.get("lora") is not None, model_param_bytes(model, fsdp_mesh))
-    report = plan_and_compile(model, topology, reserved_bytes=reserved, log=log, **train)
+    report = plan_and_compile(model, topology, log=log, **train)
     mesh_shape = tuple(report["mesh"][axis] for axis in MESH_AXES)
     chosen, attempts = largest_fitting_generation(model, topology, mesh_shape, generation, log=log)
     phases = round_phases(report, chosen, topology.generation.hbm_bytes)

@@ -2,7 +2,10 @@
 
 Each targeted kernel W [(layers,) *in_dims, *out_dims] gets A [(layers,) *in_dims, r] and
 B [(layers,) r, *out_dims]; the step uses W + (alpha / r) * A @ B, so the base stays frozen (it is
-never differentiated and has no optimizer state) and the model code needs no LoRA layer. Adapters
+never differentiated and has no optimizer state) and the model code needs no LoRA layer. The train
+step merges one layer at a time inside the decoder's layer loop (`layer_transform`): merging the
+whole model first would hold a second copy of it and, in the backward pass, a gradient as large as
+the model. `merge` (whole model) is for the sampler and export. Adapters
 keep the logical axes of the dims they share with W, so they shard like it. A starts random and
 B at zero: the merged model equals the base before the first update.
 """
@@ -18,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from w4s_jax.config_errors import ConfigError
+from w4s_jax.models.decoder import LayerTransform
 from w4s_jax.rlao.settings import LoraConfig
 
 Path = tuple[str, ...]
@@ -69,15 +73,20 @@ def adapter_specs(abstract_state: nnx.State, config: LoraConfig) -> list[Adapter
     return specs
 
 
+def _key(tree: dict, name: str):
+    """The key of `tree` spelled `name` (a model state keys unscanned layers by int; paths are str)."""
+    return next((key for key in tree if str(key) == name), name)
+
+
 def _set(tree: dict, path: Path, value) -> None:
-    for key in path[:-1]:
-        tree = tree.setdefault(key, {})
-    tree[path[-1]] = value
+    for name in path[:-1]:
+        tree = tree.setdefault(_key(tree, name), {})
+    tree[_key(tree, path[-1])] = value
 
 
 def _get(tree: dict, path: Path):
-    for key in path:
-        tree = tree[key]
+    for name in path:
+        tree = tree[_key(tree, name)]
     return tree
 
 
@@ -119,3 +128,22 @@ def merge(base: dict, adapters: dict, specs: list[AdapterSpec], config: LoraConf
         delta = config.scale * _delta(spec, pair["a"], pair["b"])
         _set(merged, spec.path, (kernel.astype(jnp.float32) + delta).astype(kernel.dtype))
     return merged
+
+
+def _layer_relative(spec: AdapterSpec) -> AdapterSpec:
+    """The spec of one layer's kernel: path below the layer, no stacked axis."""
+    depth = 1 if spec.stacked else 2  # ("layers", ...) when scanned, ("layers", "<index>", ...) when not
+    own = slice(1, None) if spec.stacked else slice(None)
+    return AdapterSpec(spec.path[depth:], spec.shape[own], spec.axes[own], False, spec.in_ndim)
+
+
+def layer_transform(adapters: dict, specs: list[AdapterSpec], config: LoraConfig, num_layers: int) -> LayerTransform:
+    """The decoder's per-layer rewrite W -> W + scale * A @ B for adapters on its layers' kernels."""
+    if any(spec.path[0] != "layers" for spec in specs):
+        raise ConfigError(f"train.lora.targets: adapters outside the decoder layers: {[s.path for s in specs]}")
+    layer_specs = list({relative.path: relative for relative in map(_layer_relative, specs)}.values())
+    if all(spec.stacked for spec in specs):
+        per_layer = adapters["layers"]
+    else:
+        per_layer = jax.tree.map(lambda *a: jnp.stack(a), *(adapters["layers"][str(i)] for i in range(num_layers)))
+    return LayerTransform(lambda params, layer_adapters: merge(params, layer_adapters, layer_specs, config), per_layer)

@@ -91,20 +91,24 @@ class TrainProgram:
     # ---- pure functions -------------------------------------------------------------------------
 
     def model_params(self, trainable: dict, frozen: dict) -> dict:
-        """The full model parameters the forward pass uses (LoRA merged functionally)."""
+        """The full model parameters (LoRA merged whole): what the sampler and export use."""
         if self.step_config.lora:
             return lora_lib.merge(frozen, trainable, self.lora_specs, self.step_config.lora)
         return trainable
 
-    def _token_nll(self, params: dict, batch: dict) -> jax.Array:
-        model = nnx.merge(self.graphdef, params)
+    def _token_nll(self, trainable: dict, frozen: dict, batch: dict) -> jax.Array:
+        """Token NLL [B, T]; with LoRA the adapters merge one layer at a time inside the layer loop."""
+        lora = self.step_config.lora
+        model = nnx.merge(self.graphdef, frozen if lora else trainable)
+        transform = lora_lib.layer_transform(trainable, self.lora_specs, lora, self.model_config.num_layers) if lora else None
         h, _ = model.hidden_states(
-            batch["inputs"], batch["positions"], batch["segment_ids"], branch_ids=batch["branch_ids"]
-        )
+            batch["inputs"], batch["positions"], batch["segment_ids"], branch_ids=batch["branch_ids"],
+            layer_transform=transform,
+        )  # fmt: skip
         return token_nll(h, batch["targets"], model.logits, self.step_config.logits_chunk)
 
     def _micro_loss(self, trainable: dict, frozen: dict, micro: dict, examples: jax.Array):
-        nll = self._token_nll(self.model_params(trainable, frozen), micro)
+        nll = self._token_nll(trainable, frozen, micro)
         sums = loss_sums(nll, micro["target_scale"], micro["example_weight"])
         sums["tokens"] = jnp.sum((micro["segment_ids"] > 0).astype(jnp.float32))
         return sums["weighted_nll"] / examples, sums
@@ -184,7 +188,7 @@ class TrainProgram:
         example per row, the mean target-token NLL of each example."""
 
         def per_row(trainable, frozen, batch):
-            nll = self._token_nll(self.model_params(trainable, frozen), batch)
+            nll = self._token_nll(trainable, frozen, batch)
             return jnp.sum(batch["target_scale"] * nll, axis=-1)
 
         return jax.jit(per_row)

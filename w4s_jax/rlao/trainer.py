@@ -98,23 +98,37 @@ def _preemption_requested(flag: PreemptionFlag) -> bool:
     return requested
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    examples: list[Example]
+    report: DataReport
+
+
+def load_training_data(settings: TrainingSettings, tokenizer: TrainingTokenizer, data: str | list[str]) -> TrainingData:
+    """The weighted examples of the trajectories in `data`. Raises `NothingToTrain` here, before a
+    caller hands its parameters over to `run_training`."""
+    train = settings.train
+    examples, report = build_examples(
+        read_trajectories(data), tokenizer, train.seq_len, settings.rlao.weights(), settings.rlao.keep_invalid
+    )
+    return TrainingData(examples, report)
+
+
 def run_training(
     settings: TrainingSettings,
     *,
     model_config: ModelConfig,
     mesh: jax.sharding.Mesh,
     model_params: dict,
-    tokenizer: TrainingTokenizer,
-    data: str | list[str],
+    data: TrainingData,
     output_dir: str | pathlib.Path,
 ) -> TrainResult:
-    """Trains on the trajectories in `data`; resumes from `output_dir`'s checkpoints when present."""
+    """Trains on `data`; resumes from `output_dir`'s checkpoints when present. `model_params` is
+    taken over: full fine-tuning donates them to the train state, so pass the only reference."""
     clock = phase_clock.PhaseClock()
     output_dir = pathlib.Path(output_dir)
     train = settings.train
-    examples, data_report = build_examples(
-        read_trajectories(data), tokenizer, train.seq_len, settings.rlao.weights(), settings.rlao.keep_invalid
-    )
+    examples, data_report = data.examples, data.report
     _, packing = build_units(examples, train.seq_len, train.shared_prefix)
     total_steps = derive_steps(train, packing.unit_tokens)
     lora = settings.lora.adapters()

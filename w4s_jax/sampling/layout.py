@@ -8,7 +8,12 @@ and re-lays out every state handed to `set_state` with one jitted gather.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Callable
+
 import jax
+import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -16,20 +21,30 @@ from w4s_jax.models.decoder import abstract_model
 from w4s_jax.parallel.sharding import state_shardings
 
 
-def unrolled_layout(graphdef: nnx.GraphDef, state: nnx.State, mesh: Mesh):
-    """(graphdef, abstract state, shardings, convert) for the unrolled twin of a scanned Decoder.
+@dataclasses.dataclass(frozen=True)
+class DecodeLayout:
+    """The sampler's layout of a model and the two jitted re-layouts between it and the model's own."""
 
-    `convert(stacked_state) -> unrolled_state` is jitted with the target shardings; a model that is
-    not scanned is returned as is (convert = identity placement).
-    """
+    graphdef: nnx.GraphDef  # the unrolled twin's (or the model's own when it is not scanned)
+    abstract: nnx.State
+    shardings: nnx.State
+    to_decode: Callable[[nnx.State], nnx.State]  # model layout -> decode layout (a copy when scanned)
+    to_source: Callable[[nnx.State], nnx.State]  # decode layout -> model layout (placed like the model's)
+
+
+def unrolled_layout(graphdef: nnx.GraphDef, state: nnx.State, mesh: Mesh) -> DecodeLayout:
+    """The decode layout of a model: the unrolled twin of a scanned Decoder; a model that is not
+    scanned as is (both re-layouts are identity placements)."""
     config = nnx.merge(graphdef, state).config
+    source_shardings = state_shardings(state, mesh)
     if not config.scan_layers:
-        shardings = state_shardings(state, mesh)
-        return graphdef, state, shardings, lambda s: jax.device_put(s, shardings)
+        place = functools.partial(jax.device_put, device=source_shardings)
+        return DecodeLayout(graphdef, state, source_shardings, place, place)
+    _, source_abstract = abstract_model(config)  # not `state`: a closure over it would keep its arrays alive
     unrolled_graphdef, unrolled_abstract = abstract_model(config.replace(scan_layers=False))
     shardings = state_shardings(unrolled_abstract, mesh)
 
-    def convert(stacked: nnx.State) -> nnx.State:
+    def to_decode(stacked: nnx.State) -> nnx.State:
         source = dict(nnx.to_flat_state(stacked))
         pairs = []
         for path, variable in nnx.to_flat_state(unrolled_abstract):
@@ -40,5 +55,19 @@ def unrolled_layout(graphdef: nnx.GraphDef, state: nnx.State, mesh: Mesh):
             pairs.append((path, variable.replace(value)))
         return nnx.from_flat_state(pairs)
 
-    jitted = jax.jit(convert, out_shardings=shardings)
-    return unrolled_graphdef, unrolled_abstract, shardings, jitted
+    def to_source(unrolled: nnx.State) -> nnx.State:
+        layers = dict(nnx.to_flat_state(unrolled))
+        pairs = []
+        for path, variable in nnx.to_flat_state(source_abstract):
+            if path[0] == "layers":
+                per_layer = [layers[("layers", index, *path[1:])].get_value() for index in range(config.num_layers)]
+                value = jnp.stack(per_layer)
+            else:
+                value = layers[path].get_value()
+            pairs.append((path, variable.replace(value)))
+        return nnx.from_flat_state(pairs)
+
+    return DecodeLayout(
+        unrolled_graphdef, unrolled_abstract, shardings,
+        jax.jit(to_decode, out_shardings=shardings), jax.jit(to_source, out_shardings=source_shardings),
+    )  # fmt: skip

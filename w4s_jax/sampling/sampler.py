@@ -186,7 +186,8 @@ class Sampler:
     ) -> None:
         graphdef, state = model if isinstance(model, tuple) else nnx.split(model)
         self.source_state_shapes = _shapes(state)
-        self.graphdef, _, self._state_shardings, self._to_decode_layout = unrolled_layout(graphdef, state, mesh)
+        self._layout = unrolled_layout(graphdef, state, mesh)
+        self.graphdef, self._state_shardings = self._layout.graphdef, self._layout.shardings
         self.config = nnx.merge(graphdef, state).config
         self.tokenizer = tokenizer
         self.mesh = mesh
@@ -198,7 +199,7 @@ class Sampler:
         self.share_prefill = bool(share_prefill)
         self.batch_multiple = int(mesh.shape.get("data", 1) * mesh.shape.get("fsdp", 1))
         self.max_batch = batch_bucket(max(int(max_batch), self.batch_multiple), self.batch_multiple, 1 << 30)
-        self.state = self._to_decode_layout(state)
+        self.state: nnx.State | None = self._layout.to_decode(state)
         self._programs: dict[tuple, Callable] = {}
         self.compile_count = 0  # XLA compiles, counted by the program cache (one per shape key)
         self.compile_seconds = 0.0  # their time (tracing, lowering, compiling): benchmarks subtract it
@@ -216,9 +217,21 @@ class Sampler:
             new
         ) != jax.tree.leaves(self.source_state_shapes):
             raise ValueError("set_state: the new state's structure, shapes or dtypes differ from the sampler's model")
-        converted = self._to_decode_layout(state)
+        converted = self._layout.to_decode(state)
         with self.lock:
             self.state = converted
+
+    def source_params(self, *, release: bool = False) -> dict:
+        """The parameters in the model's own layout (layer-stacked when scanned), as a pure dict placed
+        like the model's: what training and export take. `release` drops the sampler's copy until the
+        next `set_state`, so a trainer in the same process runs without it resident (`rlao/rounds.py`)."""
+        with self.lock:
+            if self.state is None:
+                raise RuntimeError("Sampler.source_params: the parameters were released; set_state gives it new ones")
+            params = nnx.to_pure_dict(self._layout.to_source(self.state))
+            if release:
+                self.state = None
+        return params
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Completion]]:
         """`params.n` completions for each token prompt."""
@@ -399,6 +412,9 @@ class Sampler:
         first use; `with_params` passes the model's parameters first."""
         key = (kind, *shape)
         with self.lock:
+            if with_params and self.state is None:
+                raise RuntimeError("Sampler: its parameters were released (source_params(release=True)); "
+                                   "set_state gives it new ones before it generates")
             args = (self.state, *args) if with_params else args
             if key not in self._programs:
                 start = time.perf_counter()

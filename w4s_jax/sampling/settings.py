@@ -31,6 +31,8 @@ class SamplingSettings:
     seed: int = setting(0, "seed of `w4s-jax serve`'s sampling and of the demo's simulated executor (the W4S loop "
                            "seeds each meta-agent sample by rollout, turn and candidate)", at_least(0))
     max_prompt_len: int = setting(4096, "longest prompt in tokens; longer prompts are rejected", above(0))
+    max_batch: int = setting(64, "most sequences (prompts x candidates) the in-process meta-agent generates together; "
+                                 "`w4s-jax aot` reports the largest that fits a slice", above(0))
 
     def __post_init__(self) -> None:
         check_fields(self, "sampling")

@@ -20,13 +20,13 @@ from w4s_jax.w4s.settings import RunSettings
 
 @dataclasses.dataclass(frozen=True)
 class InProcessMetaAgent:
-    """The meta-agent that one process both samples from and trains."""
+    """The meta-agent that one process both samples from and trains. The sampler holds the one copy of
+    its parameters (`Sampler.source_params` gives them in the trainer's layout)."""
 
     mesh: Any  # jax.sharding.Mesh
     model_config: Any  # models.ModelConfig
-    params: dict  # pure dict placed on `mesh`; the trainer's starting point
     tokenizer: Any  # rlao.examples.TrainingTokenizer
-    sampler: Any  # sampling.sampler.Sampler holding `params`
+    sampler: Any  # sampling.sampler.Sampler
     policy: Any  # w4s.policy.SamplerPolicy over `sampler`
 
 
@@ -47,9 +47,10 @@ def in_process_meta_agent(settings: RunSettings, *, tokenizer: str = "", seed: i
     model_config, params = load_meta_agent(settings.model, mesh, seed)
     graphdef, _ = abstract_model(model_config)
     sampler = Sampler(nnx.merge(graphdef, params), chat_tokenizer, mesh,
-                      max_prompt_len=settings.sampling.max_prompt_len)
+                      max_prompt_len=settings.sampling.max_prompt_len, max_batch=settings.sampling.max_batch)
+    del params  # the sampler's copy is the one kept
     policy = SamplerPolicy(sampler, top_p=settings.sampling.top_p, top_k=settings.sampling.top_k)
-    return InProcessMetaAgent(mesh, model_config, params, chat_tokenizer, sampler, policy)
+    return InProcessMetaAgent(mesh, model_config, chat_tokenizer, sampler, policy)
 
 
 def meta_agent_policy(settings: RunSettings, output_dir: str | pathlib.Path, ledger: Ledger | None = None) -> Policy:
