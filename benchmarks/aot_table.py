@@ -28,7 +28,7 @@ PAPER_GENERATION = GenerationShape(rows=64, candidates=5, prompt_len=4096, new_t
 ROWS = (
     ("7B full", "qwen2p5_coder_7b", "v5p-8", 8192, False, "float32", 24),
     ("7B LoRA", "qwen2p5_coder_7b", "v5e-8", 8192, True, "bfloat16", 8),
-    ("32B full", "qwen2p5_32b", "v5p-64", 8192, False, "float32", 32),
+    ("32B full", "qwen2p5_32b", "v5p-64", 8192, False, "float32", 128),
 )
 QUICK_ROWS = (("0.5B full", "qwen2p5_0p5b", "v5p-8", 2048, False, "float32", 0),)
 QUICK_GENERATION = GenerationShape(rows=16, candidates=5, prompt_len=512, new_tokens=128)
