@@ -9,11 +9,12 @@ here, the same program runs on the slice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
 import numpy as np
@@ -107,6 +108,19 @@ class CompileRequest:
     logits_chunk: int = StepConfig.logits_chunk
 
 
+@contextlib.contextmanager
+def without_persistent_cache() -> Iterator[None]:
+    """Compiles for a TPU topology write nothing to JAX's persistent compilation cache: on a CPU host
+    there is no TPU client to load such a program back, so every later lookup of it would fail with a
+    warning. (Turning the cache off instead would turn it off for the whole process: JAX decides once.)"""
+    previous = jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float("inf"))
+    try:
+        yield
+    finally:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", previous)
+
+
 def compile_step(request: CompileRequest, topology: Topology) -> dict:
     """Compiles one train step; returns the per-chip memory and FLOPs of the program."""
     mesh = mesh_over(topology.devices, request.mesh_shape)
@@ -115,7 +129,8 @@ def compile_step(request: CompileRequest, topology: Topology) -> dict:
     start = time.perf_counter()
     with jax.set_mesh(mesh):
         args = program.abstract_inputs(request.grad_accum_steps, request.micro_batch, request.seq_len)
-        compiled = program.step.lower(*args).compile()
+        with without_persistent_cache():
+            compiled = program.step.lower(*args).compile()
     return program_report(compiled, time.perf_counter() - start)
 
 

@@ -28,7 +28,7 @@ from w4s_jax.models import abstract_model
 from w4s_jax.models.config import ModelConfig
 from w4s_jax.parallel.mesh import MESH_AXES
 from w4s_jax.parallel.sharding import state_shardings
-from w4s_jax.rlao.aot import GIB, Topology, mesh_over, program_report
+from w4s_jax.rlao.aot import GIB, Topology, mesh_over, program_report, without_persistent_cache
 from w4s_jax.sampling.bucketing import batch_bucket
 from w4s_jax.sampling.decode_state import KNOB_DTYPES, RowKnobs, SampleRow
 from w4s_jax.sampling.params import SamplingParams
@@ -119,7 +119,7 @@ def compile_generation(model: ModelConfig, topology: Topology, mesh_shape: tuple
         kind, key = "prefill", (batch, prompt_len, cache_len, mode)
         inputs = (*matrix, knobs)
     results = {}
-    with jax.set_mesh(mesh):
+    with jax.set_mesh(mesh), without_persistent_cache():
         start = time.perf_counter()
         prefill = getattr(sampler, f"_build_{kind}")(*key)
         compiled = prefill.lower(sampler.state, *inputs).compile()
