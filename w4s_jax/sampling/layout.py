@@ -26,8 +26,7 @@ class DecodeLayout:
     """The sampler's layout of a model and the two jitted re-layouts between it and the model's own."""
 
     graphdef: nnx.GraphDef  # the unrolled twin's (or the model's own when it is not scanned)
-    abstract: nnx.State
-    shardings: nnx.State
+    shardings: nnx.State  # of the decode layout's parameters (no arrays: a layout keeps no copy alive)
     to_decode: Callable[[nnx.State], nnx.State]  # model layout -> decode layout (a copy when scanned)
     to_source: Callable[[nnx.State], nnx.State]  # decode layout -> model layout (placed like the model's)
 
@@ -39,7 +38,7 @@ def unrolled_layout(graphdef: nnx.GraphDef, state: nnx.State, mesh: Mesh) -> Dec
     source_shardings = state_shardings(state, mesh)
     if not config.scan_layers:
         place = functools.partial(jax.device_put, device=source_shardings)
-        return DecodeLayout(graphdef, state, source_shardings, place, place)
+        return DecodeLayout(graphdef, source_shardings, place, place)
     _, source_abstract = abstract_model(config)  # not `state`: a closure over it would keep its arrays alive
     unrolled_graphdef, unrolled_abstract = abstract_model(config.replace(scan_layers=False))
     shardings = state_shardings(unrolled_abstract, mesh)
@@ -68,6 +67,6 @@ def unrolled_layout(graphdef: nnx.GraphDef, state: nnx.State, mesh: Mesh) -> Dec
         return nnx.from_flat_state(pairs)
 
     return DecodeLayout(
-        unrolled_graphdef, unrolled_abstract, shardings,
+        unrolled_graphdef, shardings,
         jax.jit(to_decode, out_shardings=shardings), jax.jit(to_source, out_shardings=source_shardings),
     )  # fmt: skip
