@@ -66,6 +66,11 @@ class ModelUsage:
     refused: int = 0
     failed: int = 0
 
+    def add(self, **increments: float) -> None:
+        """Adds to named counters (`add(**other.to_json())` adds a whole usage)."""
+        for name, value in increments.items():
+            setattr(self, name, getattr(self, name) + value)
+
     def to_json(self) -> dict[str, float | int]:
         return dataclasses.asdict(self)
 
@@ -144,9 +149,7 @@ class Ledger:
     def count(self, model: str, role: str, **increments: int) -> None:
         """Adds to named counters (cache_hits, format_errors, retries, failed)."""
         with self._lock:
-            entry = self._by_key.setdefault((model, role), ModelUsage())
-            for name, value in increments.items():
-                setattr(entry, name, getattr(entry, name) + value)
+            self._by_key.setdefault((model, role), ModelUsage()).add(**increments)
 
     def report(self) -> dict[str, object]:
         """JSON-safe: per model and role counters, plus budget, spent, reserved and refused calls."""

@@ -99,9 +99,20 @@ class Completion:
     completion_tokens: int = 0
 
 
-def _add(total: ModelUsage, part: ModelUsage) -> None:
-    for field in dataclasses.fields(ModelUsage):
-        setattr(total, field.name, getattr(total, field.name) + getattr(part, field.name))
+def endpoint_api_key(api_key_env: str, urls: list[str], model: str, prices: Mapping[str, object], *,
+                     section: str, model_noun: str = "model") -> str:
+    """The API key named by `<section>.api_key_env` ('EMPTY' for a local server without one). For
+    api.openai.com the key must be set and `model` priced, so the budget bounds the spending."""
+    api_key = os.environ.get(api_key_env, "") if api_key_env else ""
+    if not any("api.openai.com" in url for url in urls):
+        return api_key or "EMPTY"
+    if not api_key:
+        raise ConfigError(f"{section}.api_key_env: environment variable {api_key_env!r} is not set; export the "
+                          f"API key or point {section}.base_url at a local server")
+    if model not in prices:
+        raise ConfigError(f"executor.prices: no price for {model_noun} {model!r}, so the budget could not bound its "
+                          f"spending; add executor.prices.{model} = {{input, output}} (dollars per million tokens)")
+    return api_key
 
 
 @dataclasses.dataclass
@@ -189,17 +200,8 @@ class ExecutorClient:
     def from_settings(cls, settings: ExecutorSettings, output_dir: str | pathlib.Path, *, role: str = "executor",
                       ledger: Ledger | None = None, clock: PhaseClock | None = None) -> ExecutorClient:
         """Builds the client from the `executor` settings; the cache defaults into `output_dir`."""
-        api_key = os.environ.get(settings.api_key_env, "") if settings.api_key_env else ""
         urls = settings.urls
-        if not api_key:
-            if any("api.openai.com" in url for url in urls):
-                raise ConfigError(f"executor.api_key_env: environment variable {settings.api_key_env!r} is not "
-                                  "set; export the API key or point executor.base_url at a local server")
-            api_key = "EMPTY"
-        if any("api.openai.com" in url for url in urls) and settings.model not in settings.prices:
-            raise ConfigError(f"executor.prices: no price for model {settings.model!r}, so the budget could not "
-                              f"bound its spending; add executor.prices.{settings.model} = {{input, output}} "
-                              "(dollars per million tokens)")
+        api_key = endpoint_api_key(settings.api_key_env, urls, settings.model, settings.prices, section="executor")
         return cls(
             base_urls=urls,
             model=settings.model,
@@ -327,7 +329,7 @@ class ExecutorClient:
                     fetched = await self._fetch(key, messages, missing, temperature, max_tokens, fmt, sampling,
                                                 answered)
             finally:  # what was paid for counts, even if a later request of the call failed
-                _add(scope_usage, answered)
+                scope_usage.add(**answered.to_json())
             found.update(fetched)
         return Completion([found[index] for index in indices], answered.responses, answered.prompt_tokens,
                           answered.completion_tokens)

@@ -152,11 +152,11 @@ class Experiment:
             train=dataclasses.replace(training.train, steps=steps),
             optimizer=dataclasses.replace(training.optimizer, learning_rate=learning_rate))
         try:
-            examples = load_training_data(training, self.tokenizer, [data])
+            training_data = load_training_data(training, self.tokenizer, [data])
         except NothingToTrain:
             return None, {"kept": 0, "steps": 0, "wall_s": 0.0, "skipped": "no candidate passed its check"}
         result = run_training(training, model_config=self.model_config, mesh=self.mesh, model_params=params,
-                              data=examples, output_dir=directory)
+                              data=training_data, output_dir=directory)
         if result.preempted:
             raise SystemExit(f"learn: preempted while training {directory}; rerun with the same output_dir to resume")
         report = result.data_report

@@ -341,8 +341,10 @@ class Decoder(nnx.Module):
                 extra = None if layer_transform is None else jax.tree.map(lambda a, i=index: a[i], layer_transform.per_layer)
 
                 def step(x, lc, extra, layer=layer):
-                    graphdef, state = nnx.split(layer)
-                    return nnx.merge(graphdef, _transformed(state, layer_transform, extra))(x, rope, mask, lc, end)
+                    if layer_transform is not None:
+                        graphdef, state = nnx.split(layer)
+                        layer = nnx.merge(graphdef, _transformed(state, layer_transform, extra))
+                    return layer(x, rope, mask, lc, end)
 
                 x, layer_cache = _remat(step, c.remat)(x, layer_cache, extra)
                 new_caches.append(layer_cache)

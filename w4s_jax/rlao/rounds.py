@@ -91,7 +91,7 @@ def run_rounds(
         data = collected if rounds.cumulative else collected[-1:]
         log(f"rlao: round {round_index}: training on {len(data)} trajectory file(s)")
         try:
-            examples = load_training_data(training, tokenizer, list(data))
+            training_data = load_training_data(training, tokenizer, list(data))
         except NothingToTrain as nothing:
             log(f"rlao: round {round_index}: {nothing}; stopping: the parameters, and so the next collection, "
                 "would not change")
@@ -99,7 +99,7 @@ def run_rounds(
         # The sampler's copy goes to the trainer (no reference kept here): one model copy while training.
         trained = run_training(
             training, model_config=model_config, mesh=mesh, model_params=sampler.source_params(release=True),
-            data=examples, output_dir=round_dir / "train",
+            data=training_data, output_dir=round_dir / "train",
         )  # fmt: skip
         if trained.preempted:
             raise SystemExit(f"rlao: preempted in round {round_index}; rerun with the same output_dir to resume")

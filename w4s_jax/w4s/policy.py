@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import pathlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from w4s_jax import crash_points
-from w4s_jax.config_errors import ConfigError
 from w4s_jax.executor.accounting import Ledger
-from w4s_jax.executor.client import ExecutorClient, PromptTooLong, Sampling
+from w4s_jax.executor.client import ExecutorClient, PromptTooLong, Sampling, endpoint_api_key
 from w4s_jax.executor.errors import BudgetExceeded, ExecutorError
 from w4s_jax.executor.retry import BackoffPolicy
 
@@ -106,20 +104,14 @@ class OpenAIPolicy:
         the command's budget, spent from under role "meta-agent"; None gives the client its own ledger
         from executor.prices and executor.budget_usd. Replies are cached in `output_dir`. As for the
         executor, api.openai.com needs an API key and a price for the model."""
-        api_key = os.environ.get(meta_agent.api_key_env, "") if meta_agent.api_key_env else ""
-        if "api.openai.com" in meta_agent.base_url:
-            if not api_key:
-                raise ConfigError(f"meta_agent.api_key_env: environment variable {meta_agent.api_key_env!r} is not "
-                                  "set; export the API key or point meta_agent.base_url at a local server")
-            if meta_agent.model not in (ledger.prices if ledger is not None else executor.prices):
-                raise ConfigError(f"executor.prices: no price for the meta-agent model {meta_agent.model!r}, so the "
-                                  f"budget could not bound its spending; add executor.prices.{meta_agent.model} = "
-                                  "{input, output} (dollars per million tokens)")
+        prices = ledger.prices if ledger is not None else executor.prices
+        api_key = endpoint_api_key(meta_agent.api_key_env, [meta_agent.base_url], meta_agent.model, prices,
+                                   section="meta_agent", model_noun="the meta-agent model")
         client = ExecutorClient(
             base_urls=[meta_agent.base_url],
             model=meta_agent.model,
             role=ROLE,
-            api_key=api_key or "EMPTY",
+            api_key=api_key,
             max_concurrency=meta_agent.max_concurrency,
             timeout_s=meta_agent.timeout_s,
             max_tokens=sampling.max_new_tokens,
