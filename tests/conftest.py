@@ -2,6 +2,7 @@
 fixtures (benchmark data, SmolLM2 GGUF, the tiny model, meshes, RLAO trajectories) and the skip markers
 for a machine without torch or with fewer devices (`from conftest import requires_torch, ...`)."""
 
+import importlib.metadata
 import os
 import tempfile
 
@@ -14,9 +15,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One persistent JAX compilation cache for the session's processes (both xdist workers and every CLI
 # subprocess a test starts inherit it): the same program, e.g. SmolLM2's sampler or train step at one
-# shape, is compiled once per suite instead of once per process. Kept between runs on this machine.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(tempfile.gettempdir(), f"w4s-jax-tests-jax-cache-{os.getuid()}"))
+# shape, is compiled once per suite instead of once per process. Kept between runs on this machine;
+# named by the JAX version and a generation, so that neither another JAX's entries nor the TPU programs
+# that `w4s-jax aot` wrote before it stopped writing them (generation 1) are looked up ever again.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"w4s-jax-tests-jax{importlib.metadata.version('jax')}-cache-2-{os.getuid()}"))
 
 import functools
 import importlib.util

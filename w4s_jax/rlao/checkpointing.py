@@ -8,6 +8,8 @@ run sees exactly the batches the uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import functools
+import logging
 import pathlib
 import signal
 import sys
@@ -74,6 +76,7 @@ class RunCheckpoints:
         A checkpoint that cannot be read into `abstract_state` (files cut short or missing, arrays of
         another model size) is a `DataError` naming its directory: the run stops before it writes
         anything, instead of a traceback from deep inside orbax or, worse, training from scratch."""
+        _silence_orphaned_reads(str(self.manager.directory))
         try:
             restored = self.manager.restore(
                 step,
@@ -87,7 +90,6 @@ class RunCheckpoints:
             failure = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
         else:
             return restored["state"], restored["meta"]
-        _silence_orphaned_reads()
         raise DataError(f"{self.manager.directory / str(step)}: checkpoint cannot be restored into this run "
                         f"({failure}); move that step directory away to resume from an older checkpoint (or this "
                         "round's start), or resume with the model it was saved from")
@@ -100,18 +102,42 @@ class RunCheckpoints:
         self.manager.close()
 
 
-def _silence_orphaned_reads() -> None:
-    """A failed orbax restore leaves its other array reads as coroutines whose errors nobody retrieves;
-    whenever the interpreter collects them (often at exit), each prints a traceback ("Exception ignored
-    in ...") after the run's one-line error. From here on those are dropped: the DataError raised next
-    is the run's error. Anything else unraisable still reaches the previous hook."""
+@functools.cache
+def _silence_orphaned_reads(directory: str) -> None:
+    """A failed orbax restore closes its event loop while its other array reads are still in flight.
+    Each of them later reports into the closed loop, in its own way and from its own thread, often
+    before the restore's error has even reached us: tensorstore's completion callback raises "Event
+    loop is closed" (an unraisable with no object), a read coroutine nobody awaited is collected
+    ("Exception ignored in ..."), a read that failed too is logged by asyncio ("Task/Future exception
+    was never retrieved", its error naming a file under `directory`). So before the first restore
+    from `directory` exactly those are filtered out for the rest of the process: the DataError a
+    failed restore raises is the run's error. Anything else still reaches the previous unraisable
+    hook and asyncio's log."""
+    _drop_orphaned_read_unraisables()
+    logging.getLogger("asyncio").addFilter(lambda record: not _is_orphaned_read_log(record, directory))
+
+
+@functools.cache
+def _drop_orphaned_read_unraisables() -> None:
     previous = sys.unraisablehook
 
     def hook(unraisable: Any) -> None:
-        if "_read_array_index_and_device_put" not in repr(unraisable.object):
+        if not _is_orphaned_read(unraisable):
             previous(unraisable)
 
     sys.unraisablehook = hook
+
+
+def _is_orphaned_read(unraisable: Any) -> bool:
+    if "_read_array_index_and_device_put" in repr(unraisable.object):
+        return True
+    error = unraisable.exc_value
+    return unraisable.object is None and isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
+def _is_orphaned_read_log(record: logging.LogRecord, directory: str) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    return "exception was never retrieved" in record.getMessage() and directory in str(error)
 
 
 class PreemptionFlag:
