@@ -1,6 +1,8 @@
 """Sampler on the tiny random model over a 2x2x2 mesh: greedy/logprob parity with a full forward,
 seeded reproducibility, the sampled distribution, top-k/top-p exclusion, stop tokens, buckets."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -228,3 +230,34 @@ def test_bad_requests_are_rejected(setup):
         sampler.generate_chat([[{"role": "user", "content": "hi"}]], SamplingParams())
     with pytest.raises(ValueError, match="structure"):
         sampler.set_state(nnx.state(load_model("tiny", "", mesh=sampler.mesh)[1].layers))
+
+
+def test_a_decode_step_never_rewrites_a_weight(tiny_model, one_device_mesh):
+    """The decode loop reads each weight as it is stored. A layout XLA picks for a projection can
+    instead copy a weight into another layout inside the loop, once per layer per step: that was the
+    attention output projection (its weight transposed on every step, about 6% of a batch-16 step on
+    SmolLM2). Checked on the compiled program: no copy, transpose or loop fusion reads a weight and
+    writes an array of its size."""
+    _, model = tiny_model
+    sampler = Sampler(model, None, one_device_mesh, max_prompt_len=16, max_batch=8, min_prompt_bucket=16,
+                      min_new_bucket=16)
+    sampler.generate([[1, 2, 3]] * 3, SamplingParams(max_new_tokens=4, temperature=0, stop_token_ids=()))
+    (decode,) = [program for key, program in sampler._programs.items() if key[0] == "decode"]
+    # The matrices as decode lays them out (biases and norms are too small to matter, and their shapes
+    # coincide with small activations).
+    weights = {tuple(leaf.shape) for leaf in jax.tree.leaves(sampler.state) if leaf.size >= 1024}
+    instruction = re.compile(r"^\s*(?:ROOT )?%(\S+) = \w+\[([\d,]*)\]\S* ([\w-]+)\((.*?)\)(.*)$")
+    shapes, rewrites = {}, []
+    for line in decode.as_text().splitlines():
+        match = instruction.match(line)
+        if not match:
+            continue
+        name, dims, opcode, operands, rest = match.groups()
+        shape = tuple(int(d) for d in dims.split(",") if d)
+        shapes[name] = shape
+        rewrites_layout = opcode in ("copy", "transpose") or (opcode == "fusion" and "kind=kLoop" in rest)
+        for operand in re.findall(r"%([\w.\-]+)", operands):
+            source = shapes.get(operand)
+            if rewrites_layout and source in weights and np.prod(source) == np.prod(shape):
+                rewrites.append(line.strip()[:200])
+    assert weights and not rewrites, rewrites

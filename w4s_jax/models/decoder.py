@@ -195,8 +195,12 @@ class Attention(nnx.Module):
             q = q.reshape(batch, length, c.num_kv_heads, c.num_heads // c.num_kv_heads, c.head_dim)
             k, v = k.astype(q.dtype), v.astype(q.dtype)
             out = blocked_attention(q, k, v, mask, c.attention_chunk, cache is None)
-            out = out.reshape(batch, length, c.num_heads, c.head_dim)
-            return jnp.einsum("bthe,hed->btd", out, self.o_proj.get_value().astype(out.dtype)), cache
+            # One contracted dim (heads x head_dim) on both sides: contracting the two dims as they
+            # are let XLA lay the attention output out (head_dim, heads) and transpose the weight to
+            # match, once per layer per decode step (tests/test_sampling_sampler.py).
+            out = out.reshape(batch, length, c.num_heads * c.head_dim)
+            o_proj = self.o_proj.get_value().astype(out.dtype)
+            return jnp.einsum("btf,fd->btd", out, o_proj.reshape(-1, o_proj.shape[-1])), cache
 
 
 class MLP(nnx.Module):
