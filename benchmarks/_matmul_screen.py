@@ -2,6 +2,10 @@
 shapes, same process; prints JSON of GFLOP/s per shape. Run once per flag setting:
 `JAX_PLATFORMS=cpu XLA_FLAGS="<flags>" nice -n 5 python benchmarks/_matmul_screen.py`. It does not import
 w4s_jax, so the project's flags do not apply. ONLY=<substring> picks shapes; STAT=min takes the best time.
+
+The shapes above time one matmul again and again, so its weights sit in cache. Decode reads every
+weight once per step from memory: the `cold` rows time a chain of 30 SmolLM2 MLPs (up, tanh, down),
+each with its own weights (212 MB in all, beyond the L3 cache), and also report GB/s of weights read.
 """
 import json
 import os
@@ -29,6 +33,7 @@ SHAPES = {  # name: (rows, k, n) of [rows, k] @ [k, n]
     "dec1 mlp-up [1,576]x[576,1536]": (1, HIDDEN, FFN),
     "square2048": (2048, 2048, 2048),
 }
+COLD_LAYERS, COLD_ROWS = 30, (1, 4, 16, 64)
 
 
 def timed(fn, repeats: int) -> float:
@@ -63,7 +68,39 @@ def main() -> None:
         torch_s = timed(lambda: torch_a @ torch_b, repeats)  # noqa: B023
         out["rows"][name] = {"xla_gflops": round(flops / xla_s / 1e9, 1), "torch_gflops": round(flops / torch_s / 1e9, 1),
                              "ratio": round(torch_s / xla_s, 2)}
+    for rows in COLD_ROWS:
+        name = f"cold{rows} mlp chain [{rows},576] x 30 x ([576,1536], [1536,576])"
+        if not only or only in name:
+            out["rows"][name] = _cold_chain(rows, rng)
     print(json.dumps(out))
+
+
+def _cold_chain(rows: int, rng: np.random.Generator) -> dict:
+    """GFLOP/s and GB/s of weights of `rows` rows through COLD_LAYERS MLPs with distinct weights."""
+    up = [rng.standard_normal((HIDDEN, FFN), np.float32) * 0.02 for _ in range(COLD_LAYERS)]
+    down = [rng.standard_normal((FFN, HIDDEN), np.float32) * 0.02 for _ in range(COLD_LAYERS)]
+    x = rng.standard_normal((rows, HIDDEN), np.float32)
+
+    @jax.jit
+    def chain(x, up, down):
+        for u, d in zip(up, down):
+            x = x + jax.numpy.tanh(x @ u) @ d
+        return x
+
+    def torch_chain(x, up, down):
+        for u, d in zip(up, down):
+            x = x + torch.tanh(x @ u) @ d
+        return x
+
+    device = [jax.device_put(a) for a in (x, up, down)]
+    xla_s = timed(lambda: chain(*device).block_until_ready(), 30)
+    host = (torch.from_numpy(x), [torch.from_numpy(u) for u in up], [torch.from_numpy(d) for d in down])
+    with torch.inference_mode():
+        torch_s = timed(lambda: torch_chain(*host), 30)
+    flops, weight_bytes = 4 * COLD_LAYERS * rows * HIDDEN * FFN, 2 * COLD_LAYERS * HIDDEN * FFN * 4
+    return {"xla_gflops": round(flops / xla_s / 1e9, 1), "torch_gflops": round(flops / torch_s / 1e9, 1),
+            "xla_weight_gb_per_s": round(weight_bytes / xla_s / 1e9, 1),
+            "torch_weight_gb_per_s": round(weight_bytes / torch_s / 1e9, 1), "ratio": round(torch_s / xla_s, 2)}
 
 
 if __name__ == "__main__":
